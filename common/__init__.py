@@ -1,0 +1,1 @@
+"""Shared library of the NNI compression trial suite: data, models, training, compression, metrics."""

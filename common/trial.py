@@ -1,0 +1,241 @@
+"""What every trial script shares: parameters, the session (device, data, cache), the cached dense
+baseline, measurement, and the final report to NNI.
+
+Parameters follow torchvision's references + NNI's `merge_parameter`: the argparse defaults are the
+single source of truth, the tuner's values override them, and a key the script does not know
+fails loudly (a typo in search_space.json must not silently train the default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from common import nni_compat  # noqa: F401  (silences NNI's import-time warnings before nni loads)
+from common.cache import ArtifactCache, default_home
+from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
+from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
+from common.models import arch_key, build_model, load_resized
+from common.profiles import PROFILES, Profile, get_profile
+from common.train import evaluate, fit, seed_everything
+
+LATENCY_BATCHES = (1, 64)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--profile", default="smoke", choices=list(PROFILES), help="compute budget (common/profiles.py)")
+    p.add_argument("--dataset", default=None, choices=list(DATASETS), help="override the profile's data set")
+    p.add_argument("--data-dir", default=None, help="data root (default: $NNI_SUITE_HOME/data)")
+    p.add_argument("--cache-dir", default=None, help="artifact cache (default: $NNI_SUITE_HOME/artifacts)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--latency-threads", type=int, default=1, help="CPU threads for latency measurement")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tune epochs")
+    return p
+
+
+def in_nni_trial() -> bool:
+    import nni
+
+    return nni.get_experiment_id() != "STANDALONE"
+
+
+def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line flags, overridden by the tuner's parameters when running under NNI."""
+    import nni
+    from nni.utils import merge_parameter
+
+    args = parser.parse_args(argv)
+    tuned = nni.get_next_parameter() if in_nni_trial() else None
+    if tuned:
+        merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
+        _check_choices(parser, args, tuned)
+    return args
+
+
+def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace, tuned: dict[str, Any]) -> None:
+    # merge_parameter checks names and types but not argparse `choices`; a search space value the
+    # script cannot handle must fail here, with the same message a bad flag gets.
+    for action in parser._actions:
+        if action.dest in tuned and action.choices is not None and getattr(args, action.dest) not in action.choices:
+            raise ValueError(
+                f"search space gave {action.dest}={getattr(args, action.dest)!r}; valid: {list(action.choices)}"
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name} requested but CUDA is not available on this machine")
+    return device
+
+
+@dataclass
+class Session:
+    """Everything a trial needs, resolved once from its parameters."""
+
+    args: argparse.Namespace
+    profile: Profile
+    device: torch.device
+    splits: ImageSplits
+    loaders: dict[str, TensorLoader]
+    cache: ArtifactCache
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(1, *self.splits.train_images.shape[1:])
+
+    def dense_key(self, arch: str | dict) -> dict[str, Any]:
+        p = self.profile
+        return {
+            "stage": "dense",
+            "arch": arch_key(arch),
+            "dataset": p.dataset,
+            "train_limit": p.train_limit,
+            "eval_limit": p.eval_limit,
+            "val_fraction": p.val_fraction,
+            "num_classes": self.splits.num_classes,
+            "seed": self.args.seed,
+            "batch_size": p.batch_size,
+            "train": asdict(p.train),
+        }
+
+    def dense_model(self, arch: str | dict = "resnet18", report_epochs: bool = False) -> tuple[nn.Module, dict]:
+        """The trained dense model from the artifact cache; trained here (once, under a lock) if missing."""
+
+        def build() -> tuple[dict, dict]:
+            seed_everything(self.args.seed)
+            model = build_model(arch, self.splits.num_classes).to(self.device)
+            on_epoch = report_intermediate if report_epochs else None
+            history = fit(model, self.loaders["train"], self.profile.train, device=self.device,
+                          val_loader=self.loaders["val"], on_epoch_end=on_epoch)
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            return state, {"history": history}
+
+        state, info, built = self.cache.get_or_build("dense", self.dense_key(arch), build)
+        model = build_model(arch, self.splits.num_classes)
+        load_resized(model, state)
+        print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
+        return model.to(self.device).eval(), info
+
+    def finetune(self, model: nn.Module) -> dict:
+        cfg = self.profile.finetune
+        if self.args.finetune_epochs is not None:
+            cfg = replace(cfg, epochs=self.args.finetune_epochs)
+        return fit(model, self.loaders["train"], cfg, device=self.device,
+                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate)
+
+    def accuracy(self, model: nn.Module) -> dict[str, float]:
+        return {
+            "val_acc": evaluate(model, self.loaders["val"], device=self.device)["accuracy"],
+            "test_acc": evaluate(model, self.loaders["test"], device=self.device)["accuracy"],
+        }
+
+    def latency(self, models: dict[str, nn.Module]) -> dict[str, dict[int, float]]:
+        """Median ms per batch of each model, measured interleaved in this process."""
+        return measure_latency(
+            models, LATENCY_BATCHES, input_shape=tuple(self.splits.train_images.shape[1:]),
+            threads=self.args.latency_threads if self.device.type == "cpu" else None,
+            warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats, device=self.device,
+        )
+
+    def describe(self, model: nn.Module) -> dict[str, float]:
+        """Size metrics of a model: parameters, FLOPs of one image, bytes of the saved state dict."""
+        shape = (1, *self.splits.train_images.shape[1:])
+        return {"params": count_params(model), "flops": count_flops(model, shape),
+                "size_mb": model_size_bytes(model) / 1e6}
+
+
+def start_session(args: argparse.Namespace) -> Session:
+    profile = get_profile(args.profile, dataset=args.dataset)
+    device = resolve_device(args.device)
+    home = default_home()
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else home / "data"
+    splits = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
+                         train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed)
+    loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
+                           channels_last=device.type == "cuda")
+    cache = ArtifactCache(args.cache_dir or home / "artifacts")
+    seed_everything(args.seed)
+    print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
+          f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)
+    return Session(args, profile, device, splits, loaders, cache)
+
+
+def report_intermediate(epoch: int, metrics: dict[str, float]) -> None:
+    import nni
+
+    value = metrics.get("val_acc", metrics.get("train_acc"))
+    if value is not None:
+        nni.report_intermediate_result(float(value))
+
+
+def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
+                        dense_acc: dict[str, float] | None = None) -> dict[str, float]:
+    """Accuracy, size and latency of `model` next to the dense model it came from (same run, interleaved)."""
+    dense_acc = dense_acc or session.accuracy(dense)
+    acc, size, dense_size = session.accuracy(model), session.describe(model), session.describe(dense)
+    lat = session.latency({"dense": dense, "model": model})
+    return {
+        "accuracy": acc["test_acc"],
+        **acc,
+        "dense_val_acc": dense_acc["val_acc"],
+        "dense_test_acc": dense_acc["test_acc"],
+        "delta_test_acc": acc["test_acc"] - dense_acc["test_acc"],
+        **size,
+        "params_ratio": size["params"] / dense_size["params"],
+        "flops_ratio": size["flops"] / dense_size["flops"],
+        "size_ratio": size["size_mb"] / dense_size["size_mb"],
+        **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
+        **{f"dense_latency_ms_b{b}": ms for b, ms in lat["dense"].items()},
+        **{f"speedup_b{b}": lat["dense"][b] / lat["model"][b] for b in LATENCY_BATCHES},
+    }
+
+
+def report_final(objective: float, metrics: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Report to NNI with the trial's parameters echoed back.
+
+    NNI 3.0 pairs trials with the wrong hyper-parameters in its REST API, CSV export and web UI
+    when trialConcurrency >= 2 (NNI #5693, #5726); the echoed copy is the truth.
+    """
+    import nni
+
+    if not torch.isfinite(torch.tensor(float(objective))):
+        raise RuntimeError(f"objective is {objective}; refusing to report a non-finite metric")
+    result = {"default": float(objective), **_plain(metrics), **_plain(vars(args))}
+    nni.report_final_result(result)
+    if not in_nni_trial():
+        print("FINAL " + json.dumps(result, sort_keys=True), flush=True)
+    return result
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, float):
+            v = round(v, 6)
+        elif isinstance(v, (Path, os.PathLike)):
+            v = str(v)
+        out[k] = v
+    return out
+
+
+def run_main(main) -> None:
+    """Run a trial's main(); an exception ends the trial FAILED with its reason as the log's last lines."""
+    try:
+        main()
+    except Exception as err:  # noqa: BLE001 - re-raised after a readable summary
+        print(f"TRIAL FAILED: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        raise

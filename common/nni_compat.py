@@ -63,7 +63,8 @@ def speedup_model(model: nn.Module, example_input: torch.Tensor, masks: dict) ->
     was_training = model.training
     model.eval()
     graph_module = torch.fx.symbolic_trace(model)
-    with quiet_nni(), torch.no_grad():
+    # No torch.no_grad() here: ModelSpeedup propagates masks backwards through autograd.
+    with quiet_nni():
         ModelSpeedup(model, example_input, masks, graph_module=graph_module).speedup_model()
     model.train(was_training)
     return model

@@ -1,0 +1,399 @@
+"""Training / evaluation loop shared by all compression trials.
+
+One small, dependency-free loop (SGD + Nesterov, label-smoothed CE, per-step LR schedule) so that every
+trial (pruning fine-tune, QAT, NAS) trains the same way and results are comparable. On CUDA it uses bf16
+autocast + channels_last (no GradScaler needed for bf16); on CPU it stays plain fp32 so tests are exact.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import random
+import statistics
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "Loader",
+    "MetricLogger",
+    "NonFiniteLossError",
+    "SmoothedValue",
+    "TrainConfig",
+    "eval_mode",
+    "evaluate",
+    "fit",
+    "make_optimizer",
+    "make_scheduler",
+    "predict",
+    "seed_everything",
+]
+
+T = TypeVar("T")
+PrintFn = Callable[[str], Any]
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+class Loader(Protocol):
+    """Anything iterable over ``(images NCHW float, labels int64)`` batches with a length (list, DataLoader)."""
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf: the run diverged and continuing would only waste trial time."""
+
+
+def _print(msg: str) -> None:
+    # Trial stdout goes to a file: flush so `tail -f` and NNI's log view see progress immediately.
+    print(msg, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all CUDA devices) and pick deterministic cuDNN kernels.
+
+    ``cudnn.deterministic``/``benchmark=False`` are cheap for ResNet-18; we deliberately do not call
+    ``torch.use_deterministic_algorithms(True)``, which errors on some CUDA ops and slows others.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy only accepts 32-bit seeds
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+# --------------------------------------------------------------------------------------------- logging
+
+
+class SmoothedValue:
+    """A series of values: median/avg over a sliding window plus the global (sample-weighted) average."""
+
+    def __init__(self, window_size: int = 20, fmt: str = "{median:.4f} ({global_avg:.4f})") -> None:
+        self.deque: deque[float] = deque(maxlen=window_size)
+        self.total = 0.0
+        self.count = 0
+        self.fmt = fmt
+
+    def update(self, value: float, n: int = 1) -> None:
+        self.deque.append(value)
+        self.count += n
+        self.total += value * n
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.deque) if self.deque else math.nan
+
+    @property
+    def avg(self) -> float:
+        return statistics.fmean(self.deque) if self.deque else math.nan
+
+    @property
+    def global_avg(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    @property
+    def value(self) -> float:
+        return self.deque[-1] if self.deque else math.nan
+
+    def __str__(self) -> str:
+        return self.fmt.format(median=self.median, avg=self.avg, global_avg=self.global_avg, value=self.value)
+
+
+class MetricLogger:
+    """Named SmoothedValues plus a progress iterator (after torchvision's references/classification/utils.py).
+
+    Every report is one plain line through ``print_fn`` (no ``\\r`` progress bars: trial logs are files).
+    """
+
+    def __init__(self, delimiter: str = "  ", print_fn: PrintFn = _print, window_size: int = 20) -> None:
+        self.meters: defaultdict[str, SmoothedValue] = defaultdict(lambda: SmoothedValue(window_size))
+        self.delimiter = delimiter
+        self.print_fn = print_fn
+
+    def update(self, n: int = 1, **kwargs: float | torch.Tensor) -> None:
+        for name, v in kwargs.items():
+            self.meters[name].update(v.item() if isinstance(v, torch.Tensor) else float(v), n)
+
+    def add_meter(self, name: str, meter: SmoothedValue) -> None:
+        self.meters[name] = meter
+
+    def __str__(self) -> str:
+        return self.delimiter.join(f"{name}: {meter}" for name, meter in self.meters.items())
+
+    def log_every(self, iterable: Iterable[T], print_freq: int, header: str = "") -> Iterator[T]:
+        """Yield from ``iterable``; after items 1, 1+k*print_freq and the last one print eta/meters/it/s.
+
+        The line is printed after the consumer's loop body ran, so meters updated for that item are shown.
+        """
+        total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        print_freq = max(1, print_freq)
+        start = time.perf_counter()
+        done = 0
+        for obj in iterable:
+            yield obj
+            done += 1
+            if (done - 1) % print_freq == 0 or done == total:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                parts = [header, f"[{done}/{total if total is not None else '?'}]"]
+                if total is not None:
+                    parts.append(f"eta: {datetime.timedelta(seconds=int((total - done) / rate))}")
+                parts += [str(self), f"{rate:.2f} it/s"]
+                self.print_fn(self.delimiter.join(p for p in parts if p))
+        elapsed = time.perf_counter() - start
+        self.print_fn(
+            f"{header} Total time: {datetime.timedelta(seconds=int(elapsed))} "
+            f"({elapsed / max(done, 1):.4f} s / it)".strip()
+        )
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    lr: float = 0.1  # peak lr, tuned for batch ~256; the caller scales it for other batch sizes
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4  # not applied to BN/bias (any <=1-D) params, see make_optimizer
+    label_smoothing: float = 0.1
+    schedule: str = "onecycle"  # "onecycle" | "cosine" (linear warmup + cosine, per step) | "constant"
+    warmup_fraction: float = 0.15  # cosine warmup length / OneCycleLR pct_start, as a fraction of all steps
+    grad_clip: float | None = None  # max global grad norm; None disables clipping
+    print_freq: int = 50
+
+    def __post_init__(self) -> None:
+        # Fail at config time (trial start) rather than after the data pipeline spun up.
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with two param groups: "decay" (conv/linear weights) and "no_decay" (every <=1-D parameter).
+
+    Decaying BN affine params and biases only fights normalisation and hurts accuracy; the <=1-D rule
+    also catches LayerNorm and the scalar scales/zero-points learned by QAT. Frozen params are skipped.
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("model has no trainable parameters")
+    # torch rejects nesterov without momentum; treat that combination as plain SGD.
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step LR schedule over ``cfg.epochs * steps_per_epoch`` steps (call ``.step()`` after each batch)."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        # cycle_momentum=False so cfg.momentum is honoured instead of OneCycleLR's own 0.85..0.95 cycle.
+        # Starts at lr/25, peaks at lr after pct_start, anneals (cos) to lr/25/1e4.
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total, pct_start=cfg.warmup_fraction, cycle_momentum=False
+        )
+    if cfg.schedule == "cosine":
+        warmup = round(cfg.warmup_fraction * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:  # linear ramp reaching the peak exactly at step == warmup
+                return (step + 1) / (warmup + 1)
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block, then restore each submodule's own train/eval flag.
+
+    Restoring per submodule (not ``model.train(prev)``) keeps deliberately frozen parts, e.g. BN layers
+    put in eval() inside a training model, exactly as they were.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _prepare(model: nn.Module, device: torch.device) -> None:
+    model.to(device)
+    if device.type == "cuda":
+        # channels_last lets cuDNN pick its fastest (NHWC tensor-core) conv kernels; only affects 4-D params.
+        model.to(memory_format=torch.channels_last)
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and x.dim() == 4:
+        return x.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return x.to(device, non_blocking=True)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    # bf16 has fp32's exponent range, so unlike fp16 it needs no loss scaling; CPU stays exact fp32.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _inputs(batch: Any) -> torch.Tensor:
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+# ------------------------------------------------------------------------------------------- train/eval
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Loader,
+    cfg: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+    val_loader: Loader | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    print_fn: PrintFn = _print,
+) -> dict[str, list[float]]:
+    """Train ``model`` in place for ``cfg.epochs`` epochs; return per-epoch history lists.
+
+    History / ``on_epoch_end(epoch_index, metrics)`` keys: ``train_loss`` (label-smoothed CE, sample mean),
+    ``train_acc``, ``lr`` (lr of the epoch's last step) and, only when ``val_loader`` is given,
+    ``val_acc``/``val_loss`` (``val_*`` history lists stay empty otherwise). ``epoch_index`` is 0-based.
+    ``cfg.epochs == 0`` is a no-op ("skip fine-tune"). Raises NonFiniteLossError on the first NaN/inf
+    loss, before it is back-propagated. The model is left in eval() mode.
+    """
+    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
+    if cfg.epochs == 0:
+        model.eval()
+        return history
+    steps = len(train_loader)
+    if steps == 0:
+        raise ValueError("train_loader is empty")
+
+    dev = torch.device(device)
+    _prepare(model, dev)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg, steps)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    for epoch in range(cfg.epochs):
+        model.train()
+        header = f"Epoch: [{epoch + 1}/{cfg.epochs}]"
+        logger = MetricLogger(print_fn=print_fn)
+        loss_sum, seen = 0.0, 0
+        correct = torch.zeros((), dtype=torch.long, device=dev)  # stays on device: no extra sync per step
+        lr = optimizer.param_groups[0]["lr"]
+        for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
+            x, y = _to_device(x, dev), y.to(dev, non_blocking=True)
+            with _autocast(dev):
+                logits = model(x)
+            loss = criterion(logits.float(), y)
+            # .item() is the one host sync per step; it both feeds the logger and checks finiteness, and
+            # checking before backward() stops a diverged step from corrupting the weights.
+            loss_val = loss.item()
+            if not math.isfinite(loss_val):
+                raise NonFiniteLossError(
+                    f"NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/{cfg.epochs}, step {step}/{steps}: "
+                    f"training diverged; lower the lr (peak lr={cfg.lr:g}) or set grad_clip."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]  # the lr this step actually used
+            optimizer.step()
+            scheduler.step()
+
+            n = y.size(0)
+            loss_sum += loss_val * n
+            seen += n
+            correct += (logits.detach().argmax(1) == y).sum()
+            logger.update(loss=loss_val, lr=lr)
+
+        metrics = {"train_loss": loss_sum / seen, "train_acc": correct.item() / seen, "lr": lr}
+        if val_loader is not None:
+            val = evaluate(model, val_loader, device=dev)
+            metrics |= {"val_acc": val["accuracy"], "val_loss": val["loss"]}
+        for k, v in metrics.items():
+            history[k].append(v)
+        print_fn(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, dict(metrics))
+
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable[Any], *, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Top-1 ``accuracy`` in [0, 1] and sample-mean (unsmoothed) CE ``loss`` over ``loader``.
+
+    Runs in eval mode (bf16 autocast on CUDA) and restores the model's previous train/eval flags.
+    """
+    dev = torch.device(device)
+    _prepare(model, dev)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.long, device=dev)
+    n = 0
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = _to_device(x, dev), y.to(dev, non_blocking=True)
+            with _autocast(dev):
+                logits = model(x)
+            logits = logits.float()
+            # Sum then divide once: batch-mean averaging would overweight a short last batch.
+            loss_sum += F.cross_entropy(logits, y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            n += y.numel()
+    if n == 0:
+        raise ValueError("evaluate() got an empty loader")
+    return {"accuracy": correct.item() / n, "loss": loss_sum.item() / n}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: Iterable[Any], *, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Top-1 class predictions (int64, CPU) for every sample in loader order.
+
+    Batches may be ``(x, y)`` pairs (labels ignored) or bare inputs. Mode is restored like ``evaluate``.
+    """
+    dev = torch.device(device)
+    _prepare(model, dev)
+    preds = []
+    with eval_mode(model):
+        for batch in loader:
+            with _autocast(dev):
+                logits = model(_to_device(_inputs(batch), dev))
+            preds.append(logits.float().argmax(1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)

@@ -1,0 +1,97 @@
+"""Run an experiment config through nnictl for the end-to-end tests, with its own port and
+working directory, and stop whatever was started (by experiment id)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nnictl(*args: str, env: dict | None = None, timeout: float = 120) -> str:
+    exe = shutil.which("nnictl")
+    assert exe, "nnictl is not on PATH: pip install -r requirements.txt"
+    proc = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nnictl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+class Experiment:
+    """`nnictl create` a copy of `config` whose relative paths are made absolute and whose NNI
+    working directory lives in tmp_path, so nothing is left in ~/nni-experiments."""
+
+    def __init__(self, config: Path, tmp_path: Path, **overrides) -> None:
+        self.port = free_port()
+        self.tmp = tmp_path
+        cfg = yaml.safe_load(config.read_text())
+        base = config.parent
+        cfg["searchSpaceFile"] = str((base / cfg["searchSpaceFile"]).resolve())
+        cfg["trialCodeDirectory"] = str((base / cfg.get("trialCodeDirectory", ".")).resolve())
+        cfg["experimentWorkingDirectory"] = str(tmp_path / "nni-experiments")
+        cfg.update(overrides)
+        self.config = tmp_path / "config.yml"
+        self.config.write_text(yaml.safe_dump(cfg))
+        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path / "suite-home")}
+        self.id: str | None = None
+
+    def __enter__(self) -> Experiment:
+        out = nnictl("create", "--config", str(self.config), "--port", str(self.port), env=self.env)
+        match = re.search(r"[Ee]xperiment id[^A-Za-z0-9]*([A-Za-z0-9]{8})", out)
+        assert match, f"no experiment id in nnictl output:\n{out}"
+        self.id = match.group(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.id:
+            try:
+                nnictl("stop", self.id, env=self.env)
+            except Exception as err:  # noqa: BLE001 - cleanup must not hide the test's own failure
+                print(f"warning: could not stop experiment {self.id}: {err}")
+
+    def api(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/nni/{path}", timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait(self, timeout_s: float) -> str:
+        """Wait until the experiment ends; return its final status (DONE, ERROR, ...)."""
+        deadline = time.time() + timeout_s
+        status = "UNKNOWN"
+        while time.time() < deadline:
+            status = self.api("check-status")["status"]
+            if status in ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL"):
+                # NO_MORE_TRIAL: all trials submitted; wait for the running ones to finish.
+                jobs = self.api("trial-jobs")
+                if status != "NO_MORE_TRIAL" or all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
+                    return status
+            time.sleep(3)
+        raise TimeoutError(f"experiment {self.id} still {status} after {timeout_s:.0f}s; logs in {self.tmp}")
+
+    def trials(self) -> list[dict]:
+        """Each trial's status and its final result (parsed from the reported JSON)."""
+        out = []
+        for job in self.api("trial-jobs"):
+            final = job.get("finalMetricData") or []
+            result = json.loads(json.loads(final[0]["data"])) if final else None
+            out.append({"id": job["trialJobId"], "status": job["status"], "result": result})
+        return out
+
+    def trial_log(self, trial_id: str) -> str:
+        logs = list((self.tmp / "nni-experiments").glob(f"{self.id}/trials/{trial_id}/trial.log"))
+        return logs[0].read_text()[-3000:] if logs else "(no trial.log)"

@@ -1,0 +1,38 @@
+"""End to end: the pruning smoke experiment through nnictl, exactly as a user starts it."""
+
+import json
+
+import pytest
+
+from tests.nnictl_utils import ROOT, Experiment, nnictl
+
+CONFIG = ROOT / "experiments" / "pruning" / "config.smoke.yml"
+KEYS = {"default", "accuracy", "val_acc", "test_acc", "dense_test_acc", "latency_ms_b1", "latency_ms_b64",
+        "params", "flops", "size_mb", "params_ratio", "flops_ratio", "speedup_b1", "speedup_b64",
+        "pruner", "sparsity", "profile"}
+
+
+@pytest.mark.e2e
+def test_pruning_smoke_experiment_through_nnictl(tmp_path):
+    space = json.loads((CONFIG.parent / "search_space.json").read_text())
+    with Experiment(CONFIG, tmp_path) as exp:
+        status = exp.wait(timeout_s=900)
+        trials = exp.trials()
+        logs = {t["id"]: exp.trial_log(t["id"]) for t in trials if t["status"] != "SUCCEEDED"}
+        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}"
+        assert len(trials) == 4
+        assert all(t["status"] == "SUCCEEDED" for t in trials), logs
+        for t in trials:
+            r = t["result"]
+            assert set(r) >= KEYS, f"missing keys {KEYS - set(r)}"
+            assert r["pruner"] in space["pruner"]["_value"] and r["sparsity"] in space["sparsity"]["_value"]
+            assert r["profile"] == "smoke" and r["default"] == r["val_acc"]
+            assert 0.0 <= r["accuracy"] <= 1.0
+            assert r["params_ratio"] < 1.0 and r["flops_ratio"] < 1.0
+        # The same metrics reach `nnictl experiment export`, which users feed to their own tools.
+        export = tmp_path / "export.json"
+        nnictl("experiment", "export", exp.id, "--filename", str(export), "--type", "json", env=exp.env)
+        exported = json.loads(export.read_text())
+        assert len(exported) == 4
+        assert all(KEYS - {"default"} <= set(json.loads(e["value"]) if isinstance(e["value"], str) else e["value"])
+                   for e in exported)

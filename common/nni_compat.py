@@ -43,6 +43,14 @@ def quiet_nni(level: int = logging.WARNING):
         logger.setLevel(old)
 
 
+def _speedup_logger() -> logging.Logger:
+    # ModelSpeedup forces its default logger to INFO (model_speedup.py:159), one line per node;
+    # it accepts a logger argument, so hand it one that keeps warnings only.
+    logger = logging.getLogger("nni.compression.speedup.summary")
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
 def speedup_model(model: nn.Module, example_input: torch.Tensor, masks: dict) -> nn.Module:
     """Physically remove the channels that `masks` zero out (NNI `ModelSpeedup`), in place.
 
@@ -65,7 +73,7 @@ def speedup_model(model: nn.Module, example_input: torch.Tensor, masks: dict) ->
     graph_module = torch.fx.symbolic_trace(model)
     # No torch.no_grad() here: ModelSpeedup propagates masks backwards through autograd.
     with quiet_nni():
-        ModelSpeedup(model, example_input, masks, graph_module=graph_module).speedup_model()
+        ModelSpeedup(model, example_input, masks, graph_module=graph_module, logger=_speedup_logger()).speedup_model()
     model.train(was_training)
     return model
 

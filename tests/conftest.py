@@ -1,0 +1,156 @@
+"""Shared fixtures: offline stand-ins for the datasets, so tests never need the real CIFAR-10 or a network."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CIFAR10_LABEL_NAMES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FakeCifar:
+    """What ``fake_cifar_dir`` wrote: pass ``root`` as ``data_dir``; arrays are in file order."""
+
+    root: Path
+    train_data: np.ndarray  # (N, 3072) uint8, each row channel-major CHW exactly as in the pickles
+    train_labels: np.ndarray  # (N,) int64
+    test_data: np.ndarray
+    test_labels: np.ndarray
+    label_names: list[str]
+
+    @property
+    def folder(self) -> Path:
+        return self.root / "cifar-10-batches-py"
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every torchvision download fail as it would without internet, even on a networked machine."""
+    from torchvision.datasets import utils
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("network disabled by the offline fixture")
+
+    monkeypatch.setattr(utils, "_urlretrieve", refuse)
+    monkeypatch.setattr(utils, "_get_redirect_url", refuse)
+    monkeypatch.setattr(utils, "_is_remote_location_available", lambda: False)
+
+
+@pytest.fixture
+def fake_cifar_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None) -> FakeCifar:
+    """A tiny dataset in the real CIFAR-10 python format that torchvision's CIFAR10 loads and verifies.
+
+    5 train batches x 20 images (10 per class overall) and a 30-image test batch (3 per class), random
+    pixels from a fixed seed. Train image 0 holds the pattern ``pixel[c, y, x] = (c*1024 + y*32 + x) % 251``
+    so orientation bugs are visible. The class md5 tables are patched to these files' md5s, so
+    torchvision's real integrity check runs (and catches later corruption).
+    """
+    from torchvision.datasets import CIFAR10
+
+    rng = np.random.default_rng(1234)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+
+    def write(name: str, payload: dict) -> list[str]:
+        path = folder / name
+        # Protocol 2 and str keys: what the original Python 2 pickles decode to under encoding="latin1".
+        path.write_bytes(pickle.dumps(payload, protocol=2))
+        return [name, hashlib.md5(path.read_bytes()).hexdigest()]
+
+    def batch(n: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.permutation(np.repeat(np.arange(10), per_class))[:n]
+        return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8), labels.astype(np.int64)
+
+    train_parts, train_list = [], []
+    for i in range(1, 6):
+        data, labels = batch(20, 2)
+        if i == 1:
+            data[0] = np.arange(3072) % 251
+        train_parts.append((data, labels))
+        train_list.append(
+            write(
+                f"data_batch_{i}",
+                {
+                    "batch_label": f"training batch {i} of 5",
+                    "labels": labels.tolist(),
+                    "data": data,
+                    "filenames": [f"img_{i}_{j}.png" for j in range(len(labels))],
+                },
+            )
+        )
+    test_data, test_labels = batch(30, 3)
+    test_list = [
+        write(
+            "test_batch",
+            {
+                "batch_label": "testing batch 1 of 1",
+                "labels": test_labels.tolist(),
+                "data": test_data,
+                "filenames": [f"test_{j}.png" for j in range(len(test_labels))],
+            },
+        )
+    ]
+    _, meta_md5 = write(
+        "batches.meta", {"label_names": CIFAR10_LABEL_NAMES, "num_cases_per_batch": 20, "num_vis": 3072}
+    )
+
+    monkeypatch.setattr(CIFAR10, "train_list", train_list)
+    monkeypatch.setattr(CIFAR10, "test_list", test_list)
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": meta_md5})
+    return FakeCifar(
+        root=tmp_path,
+        train_data=np.concatenate([d for d, _ in train_parts]),
+        train_labels=np.concatenate([lab for _, lab in train_parts]),
+        test_data=test_data,
+        test_labels=test_labels,
+        label_names=list(CIFAR10_LABEL_NAMES),
+    )
+
+
+@dataclass(frozen=True)
+class FakeImageFolder:
+    root: Path
+    classes: tuple[str, ...]  # sorted, as ImageFolder indexes them
+    colours: dict[str, tuple[int, int, int]]  # every image of a class is this solid RGB colour
+    train_per_class: int
+    val_counts: dict[str, int]  # val/ deliberately lacks the first class
+
+
+@pytest.fixture
+def fake_imagefolder_dir(tmp_path: Path) -> FakeImageFolder:
+    """``train/<class>/*.png`` and ``val/<class>/*.png`` with solid-colour images of assorted sizes/modes.
+
+    Solid colours survive any resize exactly, so loaded pixels can be checked. ``val/`` omits the first
+    class, which exercises label re-indexing; one image per class is greyscale ("L") to exercise the RGB
+    conversion.
+    """
+    from PIL import Image
+
+    colours = {"cat": (200, 30, 30), "dog": (30, 200, 30), "frog": (30, 30, 200)}
+    sizes = [(20, 30), (40, 40), (33, 17), (64, 48)]
+    val_counts = {"dog": 2, "frog": 3}
+
+    def write(split: str, name: str, count: int) -> None:
+        directory = tmp_path / split / name
+        directory.mkdir(parents=True)
+        for j in range(count):
+            colour = colours[name]
+            size = sizes[j % len(sizes)]
+            # Image 1 is greyscale (the class's dominant channel value): loads as (v, v, v).
+            image = Image.new("L", size, max(colour)) if j == 1 else Image.new("RGB", size, colour)
+            image.save(directory / f"{j}.png")
+
+    for name in colours:
+        write("train", name, 4)
+    for name, count in val_counts.items():
+        write("val", name, count)
+    return FakeImageFolder(tmp_path, tuple(sorted(colours)), colours, 4, val_counts)

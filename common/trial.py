@@ -168,6 +168,9 @@ def start_session(args: argparse.Namespace) -> Session:
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
                            channels_last=device.type == "cuda")
     cache = ArtifactCache(args.cache_dir or home / "artifacts")
+    # Echo what was actually used, not the `None` defaults, in the trial's final report.
+    args.dataset, args.data_dir, args.device = profile.dataset, str(data_dir), str(device)
+    args.cache_dir = str(cache.root)
     seed_everything(args.seed)
     print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
           f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)
@@ -224,9 +227,7 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, float):
-            v = round(v, 6)
-        elif isinstance(v, (Path, os.PathLike)):
+        if isinstance(v, (Path, os.PathLike)):
             v = str(v)
         out[k] = v
     return out

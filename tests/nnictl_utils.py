@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -50,20 +49,24 @@ class Experiment:
         self.config.write_text(yaml.safe_dump(cfg))
         self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path / "suite-home")}
         self.id: str | None = None
+        self.started = False
 
     def __enter__(self) -> Experiment:
-        out = nnictl("create", "--config", str(self.config), "--port", str(self.port), env=self.env)
-        match = re.search(r"[Ee]xperiment id[^A-Za-z0-9]*([A-Za-z0-9]{8})", out)
-        assert match, f"no experiment id in nnictl output:\n{out}"
-        self.id = match.group(1)
+        nnictl("create", "--config", str(self.config), "--port", str(self.port), env=self.env)
+        self.started = True
+        # The id from the manager on our own port, not parsed from nnictl's coloured console text.
+        self.id = self.api("experiment")["id"]
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.id:
-            try:
-                nnictl("stop", self.id, env=self.env)
-            except Exception as err:  # noqa: BLE001 - cleanup must not hide the test's own failure
-                print(f"warning: could not stop experiment {self.id}: {err}")
+        if not self.started:
+            return
+        # Stop by id when known; by our private port otherwise, so a failed test never leaks a manager.
+        target = [self.id] if self.id else ["--port", str(self.port)]
+        try:
+            nnictl("stop", *target, env=self.env)
+        except Exception as err:  # noqa: BLE001 - cleanup must not hide the test's own failure
+            print(f"warning: could not stop experiment {target}: {err}")
 
     def api(self, path: str):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/nni/{path}", timeout=10) as r:

@@ -9,6 +9,7 @@ fails loudly (a typo in search_space.json must not silently train the default).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -26,7 +27,9 @@ from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_l
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from common.models import arch_key, build_model, load_resized
 from common.profiles import PROFILES, Profile, get_profile
-from common.train import evaluate, fit, seed_everything
+from common.pruning import prune_model
+from common.pruning import validate as validate_pruning
+from common.train import TrainConfig, evaluate, fit, seed_everything
 
 LATENCY_BATCHES = (1, 64)
 
@@ -130,12 +133,39 @@ class Session:
         print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
         return model.to(self.device).eval(), info
 
-    def finetune(self, model: nn.Module) -> dict:
+    def finetune_config(self) -> TrainConfig:
         cfg = self.profile.finetune
-        if self.args.finetune_epochs is not None:
-            cfg = replace(cfg, epochs=self.args.finetune_epochs)
-        return fit(model, self.loaders["train"], cfg, device=self.device,
-                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate)
+        return cfg if self.args.finetune_epochs is None else replace(cfg, epochs=self.args.finetune_epochs)
+
+    def finetune(self, model: nn.Module, report_epochs: bool = True) -> dict:
+        return fit(model, self.loaders["train"], self.finetune_config(), device=self.device,
+                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate if report_epochs else None)
+
+    def pruned_model(self, arch: str | dict, pruner: str, sparsity: float,
+                     report_epochs: bool = False) -> tuple[nn.Module, dict]:
+        """The cached dense model, pruned and fine-tuned; cached too, so trials sharing this prefix
+        (quantization from a 50%-pruned model, the combined pipeline) do not repeat it."""
+        validate_pruning(pruner, sparsity)
+        dense, _ = self.dense_model(arch)
+        key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
+               "finetune": asdict(self.finetune_config())}
+
+        def build() -> tuple[dict, dict]:
+            seed_everything(self.args.seed)
+            pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, self.example_input)
+            pruned = pruned.to(self.device)
+            before = self.accuracy(pruned)
+            print(f"pruned {pruner} {sparsity:.2f}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
+                  f"val_acc before fine-tune {before['val_acc']:.4f}", flush=True)
+            history = self.finetune(pruned, report_epochs)
+            state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
+            return state, {"stats": asdict(stats), "val_acc_before_finetune": before["val_acc"], "history": history}
+
+        state, info, built = self.cache.get_or_build("pruned", key, build)
+        model = load_resized(build_model(arch, self.splits.num_classes), state)
+        print(f"pruned {arch_key(arch)} {pruner} {sparsity}: {'built and cached' if built else 'loaded from cache'}",
+              flush=True)
+        return model.to(self.device).eval(), info
 
     def accuracy(self, model: nn.Module) -> dict[str, float]:
         return {

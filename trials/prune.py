@@ -4,11 +4,9 @@ fine-tune → measure next to the dense model → report to NNI.
     python trials/prune.py --pruner fpgm --sparsity 0.5 --profile smoke
 """
 
-import copy
-
 import _path  # noqa: F401
 
-from common.pruning import PRUNERS, prune_model, validate
+from common.pruning import PRUNERS, validate
 from common.trial import base_parser, compression_metrics, parse_params, report_final, run_main, start_session
 
 
@@ -25,16 +23,10 @@ def main() -> None:
     session = start_session(args)
 
     dense, _ = session.dense_model("resnet18")
-    dense_acc = session.accuracy(dense)
-    pruned, stats = prune_model(copy.deepcopy(dense).cpu(), args.pruner, args.sparsity, session.example_input)
-    pruned = pruned.to(session.device)
-    before = session.accuracy(pruned)
-    print(f"pruned {stats.pruner} {stats.sparsity:.2f}: params x{stats.params_ratio:.3f}, "
-          f"FLOPs x{stats.flops_ratio:.3f}, val_acc before fine-tune {before['val_acc']:.4f}", flush=True)
-    session.finetune(pruned)
+    pruned, info = session.pruned_model("resnet18", args.pruner, args.sparsity, report_epochs=True)
 
-    metrics = compression_metrics(session, pruned, dense, dense_acc)
-    metrics["val_acc_before_finetune"] = before["val_acc"]
+    metrics = compression_metrics(session, pruned, dense)
+    metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]
     report_final(metrics["val_acc"], metrics, args)
 
 

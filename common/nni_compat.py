@@ -34,13 +34,17 @@ _silence_import_noise()
 @contextmanager
 def quiet_nni(level: int = logging.WARNING):
     """NNI logs one coloured INFO line per replaced module during speed-up; keep trial logs readable."""
-    logger = logging.getLogger("nni")
-    old = logger.level
-    logger.setLevel(level)
+    # mask_conflict.py:426 warns "both dim0 and dim1 masks found" for every pruned residual network:
+    # a conv losing output filters *and* input channels is exactly what channel pruning does.
+    levels = {"nni": level, "nni.compression.speedup.mask_conflict": logging.ERROR}
+    old = {name: logging.getLogger(name).level for name in levels}
+    for name, lvl in levels.items():
+        logging.getLogger(name).setLevel(lvl)
     try:
         yield
     finally:
-        logger.setLevel(old)
+        for name, lvl in old.items():
+            logging.getLogger(name).setLevel(lvl)
 
 
 def _speedup_logger() -> logging.Logger:

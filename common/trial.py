@@ -228,6 +228,7 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
         "dense_test_acc": dense_acc["test_acc"],
         "delta_test_acc": acc["test_acc"] - dense_acc["test_acc"],
         **size,
+        "dense_size_mb": dense_size["size_mb"],
         "params_ratio": size["params"] / dense_size["params"],
         "flops_ratio": size["flops"] / dense_size["flops"],
         "size_ratio": size["size_mb"] / dense_size["size_mb"],
@@ -247,7 +248,8 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
 
     if not torch.isfinite(torch.tensor(float(objective))):
         raise RuntimeError(f"objective is {objective}; refusing to report a non-finite metric")
-    result = {"default": float(objective), **_plain(metrics), **_plain(vars(args))}
+    # `trial` names the script (prune, quant, ...): the report groups results by it.
+    result = {"default": float(objective), "trial": Path(sys.argv[0]).stem, **_plain(metrics), **_plain(vars(args))}
     nni.report_final_result(result)
     if not in_nni_trial():
         print("FINAL " + json.dumps(result, sort_keys=True), flush=True)

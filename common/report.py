@@ -152,7 +152,8 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 
 # Parameters worth naming in a row label, in this order; the rest stay in the full trial table.
-LABEL_KEYS = ("pruner", "sparsity", "algorithm", "bits", "start", "stages", "activation", "kernel_size")
+LABEL_KEYS = ("pruner", "sparsity", "algorithm", "bits", "start", "stages", "blocks", "width", "activation",
+              "kernel_size")
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -1,0 +1,401 @@
+"""The NAS macro search space, defined once, and the tools around it.
+
+A candidate is a plain dict over `SPACE`, e.g. ``{"stages": 3, "blocks": 2, "width": 32,
+"activation": "relu", "kernel_size": 5}``: a CIFAR ResNet (common.models) with `stages` stages of
+`blocks` basic blocks each, stage widths width * 2**i, and one activation and kernel size
+throughout. ResNet-18 is the candidate {4, 2, 64, relu, 3}, so the search competes with the
+baseline inside the space rather than beside it.
+
+From this one definition come: validation of candidates, the `nn.Module`, the trial's flags, the
+NNI `search_space.json` files (rendered, never hand-edited), and the export of the best found
+architecture as a JSON that `common.models.build_model(dict)` consumes:
+
+    python -m common.nas render --write               # regenerate experiments/nas/search_space*.json
+    python -m common.nas export <experiment-id> --out best_arch.json [--port 8080]
+    python -m common.nas export --from-export nnictl-export.json --out best_arch.json
+
+The export reads a running or stopped experiment from its own database (through common/report.py),
+or its live manager (--port), or an `nnictl experiment export` file, and ranks trials by the
+experiment's objective using the parameters each trial echoed in its final result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common.models import ResNetSpec, arch_key, build_model
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from common.trial import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The seed's dimensions (depth 2-4, ReLU/Tanh, 3x3/5x5) plus width and blocks per stage: without
+# them every 4-stage candidate would be ResNet-18-sized and a budget could not be met by anything
+# but a shallower net. 3*2*3*2*2 = 72 candidates: small enough for an EA/RL budget of ~50 trials.
+SPACE: dict[str, tuple[Any, ...]] = {
+    "stages": (2, 3, 4),
+    "blocks": (1, 2),
+    "width": (16, 32, 64),
+    "activation": ("relu", "tanh"),
+    "kernel_size": (3, 5),
+}
+HELP = {
+    "stages": "number of residual stages (the seed's depth); each halves the resolution",
+    "blocks": "basic blocks per stage",
+    "width": "channels of the first stage; stage i has width * 2**i",
+    "activation": "activation used throughout",
+    "kernel_size": "kernel size of every block's convolutions",
+}
+# ResNet-18: the argparse default, so `python trials/nas.py` alone reproduces (and shares the
+# artifact cache entry of) the baseline.
+DEFAULT_CANDIDATE: dict[str, Any] = {"stages": 4, "blocks": 2, "width": 64, "activation": "relu", "kernel_size": 3}
+
+# The smoke experiments search the seed's own dimensions (depth, activation, kernel: 12 candidates)
+# at width 16 with one block per stage, so 6 trials fit in minutes on 2 shared CPU cores; the trial
+# validates against the full space either way.
+SMOKE_RESTRICTION: dict[str, tuple[Any, ...]] = {"blocks": (1,), "width": (16,)}
+
+SEARCH_SPACE_FILES = {
+    "full": ROOT / "experiments" / "nas" / "search_space.json",
+    "smoke": ROOT / "experiments" / "nas" / "search_space.smoke.json",
+}
+
+
+class CandidateError(ValueError):
+    """A candidate dict that is not a point of the search space."""
+
+
+# ----------------------------------------------------------------------------------------- candidates
+
+
+def validate_candidate(candidate: Mapping[str, Any], space: Mapping[str, Sequence[Any]] = SPACE) -> dict[str, Any]:
+    """The candidate as a plain dict with every key of `space`; CandidateError names what is wrong."""
+    if not isinstance(candidate, Mapping):
+        raise CandidateError(f"a candidate is a dict over {list(space)}, got {type(candidate).__name__}")
+    unknown = sorted(set(candidate) - set(space))
+    missing = [k for k in space if k not in candidate]
+    if unknown or missing:
+        raise CandidateError(
+            "candidate keys do not match the search space: "
+            + "; ".join(filter(None, [unknown and f"unknown {unknown}", missing and f"missing {missing}"]))
+            + f" (valid keys: {list(space)})"
+        )
+    out = {}
+    for key, choices in space.items():
+        value = candidate[key]
+        # bool is an int in Python; True must not pass as 1 stage.
+        if isinstance(value, bool) or value not in choices or type(value) is not type(_match(value, choices)):
+            raise CandidateError(f"{key}={value!r} is outside the search space; choose from {list(choices)}")
+        out[key] = value
+    return out
+
+
+def _match(value: Any, choices: Sequence[Any]) -> Any:
+    return next(c for c in choices if c == value)
+
+
+def candidate_spec(candidate: Mapping[str, Any], num_classes: int = 10) -> ResNetSpec:
+    c = validate_candidate(candidate)
+    return ResNetSpec(
+        blocks=(c["blocks"],) * c["stages"],
+        widths=tuple(c["width"] * 2**i for i in range(c["stages"])),
+        activation=c["activation"],
+        kernel_size=c["kernel_size"],
+        num_classes=num_classes,
+    )
+
+
+def arch_dict(candidate: Mapping[str, Any]) -> dict[str, Any]:
+    """The architecture JSON of a candidate: `build_model(arch_dict(c), num_classes)` builds it.
+
+    num_classes is left out on purpose: the consumer's data set decides it.
+    """
+    spec = candidate_spec(candidate).to_dict()
+    return {k: spec[k] for k in ("blocks", "widths", "activation", "kernel_size")}
+
+
+def build_candidate(candidate: Mapping[str, Any], num_classes: int = 10) -> nn.Module:
+    return build_model(candidate_spec(candidate, num_classes))
+
+
+def all_candidates(space: Mapping[str, Sequence[Any]] = SPACE) -> Iterator[dict[str, Any]]:
+    for values in itertools.product(*space.values()):
+        yield dict(zip(space, values, strict=True))
+
+
+# ---------------------------------------------------------------------------------------- search space
+
+
+def subspace(restriction: Mapping[str, Sequence[Any]] | None = None) -> dict[str, tuple[Any, ...]]:
+    """SPACE with some dimensions narrowed; a restriction must stay inside SPACE."""
+    out = dict(SPACE)
+    for key, values in (restriction or {}).items():
+        if key not in SPACE:
+            raise CandidateError(f"restriction on unknown key {key!r}; valid keys: {list(SPACE)}")
+        outside = [v for v in values if v not in SPACE[key]]
+        if outside or not values:
+            raise CandidateError(f"restriction {key}={list(values)} must be a non-empty subset of {list(SPACE[key])}")
+        out[key] = tuple(values)
+    return out
+
+
+def search_space_json(kind: str = "full") -> dict[str, Any]:
+    """NNI HPO search space (`choice` per key) of the full space or the smoke sub-space."""
+    if kind not in SEARCH_SPACE_FILES:
+        raise ValueError(f"unknown search space {kind!r}; choose from {list(SEARCH_SPACE_FILES)}")
+    space = subspace(SMOKE_RESTRICTION if kind == "smoke" else None)
+    return {key: {"_type": "choice", "_value": list(values)} for key, values in space.items()}
+
+
+def _json_lines(d: Mapping[str, Any]) -> str:
+    # One line per key: diffs of a search space or an exported architecture stay readable.
+    return "{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items()) + "\n}\n"
+
+
+def render_search_space(kind: str = "full") -> str:
+    return _json_lines(search_space_json(kind))
+
+
+# ---------------------------------------------------------------------------------------- trial helpers
+
+
+def add_candidate_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per search-space key (dest == key, so NNI's parameters override them by name)."""
+    group = parser.add_argument_group("candidate", "a point of the NAS search space (common/nas.py)")
+    for key, choices in SPACE.items():
+        group.add_argument(f"--{key.replace('_', '-')}", dest=key, type=type(choices[0]), choices=list(choices),
+                           default=DEFAULT_CANDIDATE[key], help=HELP[key])
+
+
+def candidate_from_args(args: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    values = args if isinstance(args, Mapping) else vars(args)
+    return validate_candidate({k: values[k] for k in SPACE if k in values})
+
+
+def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | None = None) -> dict[str, Any]:
+    """Accuracy, cost and cost relative to ResNet-18 of a trained candidate.
+
+    The size ratios come from an untrained ResNet-18 (free); a trained `baseline` adds its accuracy
+    and latency measured interleaved with the candidate's, in the same process.
+    """
+    acc, size = session.accuracy(model), session.describe(model)
+    ref = session.describe(build_model("resnet18", session.splits.num_classes))
+    lat = session.latency({"model": model} if baseline is None else {"model": model, "baseline": baseline})
+    metrics: dict[str, Any] = {
+        "accuracy": acc["test_acc"], **acc, **size,
+        "params_ratio": size["params"] / ref["params"],
+        "flops_ratio": size["flops"] / ref["flops"],
+        "size_ratio": size["size_mb"] / ref["size_mb"],
+        **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
+    }
+    if baseline is not None:
+        base_acc = session.accuracy(baseline)
+        metrics |= {
+            "baseline_val_acc": base_acc["val_acc"], "baseline_test_acc": base_acc["test_acc"],
+            "delta_test_acc": acc["test_acc"] - base_acc["test_acc"],
+            **{f"baseline_latency_ms_b{b}": ms for b, ms in lat["baseline"].items()},
+            **{f"speedup_b{b}": lat["baseline"][b] / lat["model"][b] for b in lat["model"]},
+        }
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+
+class ExportError(RuntimeError):
+    """The best architecture could not be determined; the message says why and what to do."""
+
+
+def _decode(value: Any) -> Any:
+    # NNI hands a final result over as a JSON string, sometimes JSON-encoded twice.
+    while isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            break
+    return value
+
+
+def _record(trial_id: str, result: Any, parameter: Any = None) -> dict[str, Any]:
+    # `parameter`: what NNI lists for the trial, kept only to point out NNI's mis-pairing.
+    return {"trial_id": trial_id, "result": _decode(result), "parameter": _decode(parameter)}
+
+
+def records_from_export(path: str | Path) -> list[dict[str, Any]]:
+    """Final results from `nnictl experiment export <id> --type json --filename FILE`."""
+    from common.report import ReportError, load_export
+
+    try:
+        trials = load_export(Path(path))
+        shown = {r["trialJobId"]: r.get("parameter") for r in json.loads(Path(path).read_text())}
+        return [{**r, "parameter": shown.get(r["trial_id"])} for r in _from_report(trials)]
+    except ReportError as err:
+        raise ExportError(str(err)) from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+        raise ExportError(f"{path} is not an `nnictl experiment export --type json` file ({err!r})") from err
+
+
+def records_from_db(experiment_id: str, registry: str | Path | None = None) -> list[dict[str, Any]]:
+    """Final results of a running or stopped experiment, read from its own database (common/report.py)."""
+    from common.report import ReportError, load_experiment
+
+    try:
+        return _from_report(load_experiment(experiment_id, Path(registry) if registry else None))
+    except ReportError as err:
+        raise ExportError(f"{err}; or pass --port of its running manager") from None
+
+
+def _from_report(trials: Iterable[Any]) -> list[dict[str, Any]]:
+    # SUCCEEDED trials with a final result; NNI's own parameter listing is not kept (it can be wrong).
+    return [_record(t.trial_id, t.result) for t in trials if t.ok]
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=20) as r:
+        return json.loads(r.read())
+
+
+def records_from_rest(experiment_id: str, port: int, host: str = "127.0.0.1") -> list[dict[str, Any]]:
+    """Final results from a running NNI manager, after checking it serves `experiment_id`."""
+    base = f"http://{host}:{port}/api/v1/nni"
+    try:
+        served = _get_json(f"{base}/experiment")["id"]
+    except (urllib.error.URLError, OSError, KeyError, json.JSONDecodeError) as err:
+        raise ExportError(f"no NNI manager answers on port {port} ({err}); is experiment {experiment_id} running "
+                          f"there? Omit --port to read it from its database") from err
+    if served != experiment_id:
+        raise ExportError(f"port {port} serves experiment {served}, not {experiment_id}")
+    return [_record(r.get("trialJobId"), r["value"], r.get("parameter")) for r in _get_json(f"{base}/export-data")]
+
+
+def select_best(records: Sequence[Mapping[str, Any]], metric: str = "default",
+                mode: str = "maximize") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(best record, its candidate), the candidate read from the parameters the trial ECHOED.
+
+    NNI 3.0 can pair a trial with another trial's parameters in its REST API, export and web UI
+    when trialConcurrency >= 2 (NNI #5693, #5726): the echoed copy in the final result is the truth.
+    """
+    if mode not in ("maximize", "minimize"):
+        raise ValueError(f"mode must be maximize or minimize, got {mode!r}")
+    scored = []
+    for r in records:
+        result = r["result"]
+        if not isinstance(result, Mapping):
+            raise ExportError(f"trial {r['trial_id']} reported {result!r}, not a dict: not a trials/nas.py trial")
+        if metric not in result:
+            raise ExportError(f"trial {r['trial_id']} reported no {metric!r}; reported: {sorted(result)}")
+        try:
+            candidate = candidate_from_args(result)
+        except CandidateError as err:
+            raise ExportError(f"trial {r['trial_id']}'s final result does not echo a valid candidate ({err}); "
+                              f"was it reported by trials/nas.py?") from err
+        scored.append((float(result[metric]), r, candidate))
+    if not scored:
+        raise ExportError("the experiment has no final results yet (no trial finished)")
+    sign = -1 if mode == "maximize" else 1
+    # Ties are common (accuracy on a few hundred images is coarse, repeats of one architecture score
+    # alike): the smaller network wins, then the lower trial id, so every source picks the same trial.
+    _, best, candidate = min(scored, key=lambda t: (sign * t[0], t[1]["result"].get("params", 0),
+                                                    str(t[1]["trial_id"])))
+    shown = best.get("parameter")
+    if isinstance(shown, Mapping) and any(shown.get(k, candidate[k]) != candidate[k] for k in candidate):
+        print(f"note: NNI lists trial {best['trial_id']} with parameters {dict(shown)}, but the trial echoed "
+              f"{candidate}; using the echoed ones (NNI #5693)", file=sys.stderr)
+    return dict(best), candidate
+
+
+def export_best(records: Sequence[Mapping[str, Any]], out: str | Path, metric: str = "default",
+                mode: str = "maximize", source: str = "") -> dict[str, Any]:
+    """Write the best architecture to `out` (build_model JSON) and its trial to `<out stem>.trial.json`."""
+    best, candidate = select_best(records, metric, mode)
+    arch = arch_dict(candidate)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(_json_lines(arch))
+    details = {"source": source, "trial_id": best["trial_id"], "metric": metric, "mode": mode,
+               "candidate": candidate, "arch": arch, "arch_key": arch_key(arch), "result": best["result"]}
+    out.with_name(out.stem + ".trial.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+    return details
+
+
+def candidate_table(records: Sequence[Mapping[str, Any]], metric: str = "default", mode: str = "maximize") -> str:
+    """Markdown table of the trials (architecture, accuracy, latency, params), best first."""
+    sign = -1 if mode == "maximize" else 1
+    rows = sorted((r["result"] for r in records), key=lambda m: (sign * float(m[metric]), m.get("params", 0)))
+    lines = [f"| architecture | {metric} | val acc | test acc | latency b1 (ms) | latency b64 (ms) | params |",
+             "|---|---|---|---|---|---|---|"]
+    for m in rows:
+        c = candidate_from_args(m)
+        k = c["kernel_size"]
+        name = f"{c['stages']} stages x {c['blocks']}, width {c['width']}, {c['activation']}, {k}x{k}"
+        lines.append(f"| {name} | {float(m[metric]):.3f} | {m.get('val_acc', float('nan')):.3f} | "
+                     f"{m.get('test_acc', float('nan')):.3f} | {m.get('latency_ms_b1', float('nan')):.2f} | "
+                     f"{m.get('latency_ms_b64', float('nan')):.1f} | {m.get('params', 0):,} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m common.nas", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("render", help="print or (--write) regenerate the NNI search_space*.json files")
+    r.add_argument("--kind", choices=list(SEARCH_SPACE_FILES), default="full")
+    r.add_argument("--write", action="store_true", help="write every search space file under experiments/nas/")
+    e = sub.add_parser("export", help="write the best candidate of a finished search as build_model JSON")
+    e.add_argument("experiment_id", nargs="?", help="NNI experiment id (omit with --from-export)")
+    e.add_argument("--out", required=True, help="architecture JSON to write (details go to <stem>.trial.json)")
+    e.add_argument("--port", type=int, default=None, help="read from the running manager on this port")
+    e.add_argument("--registry", default=None, help="nnictl registry (default ~/nni-experiments/.experiment)")
+    e.add_argument("--from-export", default=None, help="`nnictl experiment export --type json` file instead of an id")
+    e.add_argument("--metric", default="default", help="final-result key to rank by (default: the objective)")
+    e.add_argument("--mode", choices=["maximize", "minimize"], default="maximize")
+    e.add_argument("--table", action="store_true", help="also print every trial as a markdown table, best first")
+    args = p.parse_args(argv)
+
+    if args.command == "render":
+        if args.write:
+            for kind, path in SEARCH_SPACE_FILES.items():
+                path.write_text(render_search_space(kind))
+                print(f"wrote {path}")
+        else:
+            sys.stdout.write(render_search_space(args.kind))
+        return 0
+
+    try:
+        if args.from_export:
+            if args.experiment_id:
+                p.error("give an experiment id or --from-export, not both")
+            records, source = records_from_export(args.from_export), str(args.from_export)
+        elif not args.experiment_id:
+            p.error("give an experiment id (or --from-export FILE)")
+        elif args.port is not None:
+            records, source = records_from_rest(args.experiment_id, args.port), f"{args.experiment_id}@:{args.port}"
+        else:
+            records, source = records_from_db(args.experiment_id, args.registry), args.experiment_id
+        details = export_best(records, args.out, args.metric, args.mode, source)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.table:
+        print(candidate_table(records, args.metric, args.mode))
+    print(f"best of {len(records)} trials: {details['trial_id']} {args.metric}={details['result'][args.metric]:.4f} "
+          f"{details['arch_key']} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

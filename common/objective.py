@@ -1,0 +1,96 @@
+"""Budget-aware objective: what an experiment's `default` metric means, shared by every trial.
+
+Within every budget the objective is the plain accuracy. Over a budget it is penalised the way
+MnasNet (Tan et al., 2019) shapes its reward with a hard target (beta = -1 by default):
+
+    default = accuracy * prod_k min(1, budget_k / value_k) ** power
+
+- continuous at the budget boundary and equal to `accuracy` inside all budgets;
+- non-increasing in every cost value, non-decreasing in accuracy (so a tuner never prefers a
+  bigger net for being bigger);
+- scale-free: 10 % over a latency budget costs the same as 10 % over a params budget.
+`power` (flag `--budget-power`) sets how hard: 1 means 2x over budget halves the objective.
+
+A budget names a metric the trial reports (`latency_ms_b1`, `params`, ...) and its maximum, so
+the experiment config's trialCommand flags (`--max-latency-ms-b1 5 --max-params 2e6`) say
+exactly what `default` means; the trial still reports every raw metric beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from typing import Any
+
+# flag dest -> (metric the budget caps, help). One table, so flags, parsing and docs cannot drift.
+BUDGET_FLAGS: dict[str, tuple[str, str]] = {
+    "max_latency_ms_b1": ("latency_ms_b1", "max median latency (ms) of one image"),
+    "max_latency_ms_b64": ("latency_ms_b64", "max median latency (ms) of a batch of 64"),
+    "max_params": ("params", "max parameter count"),
+    "max_params_ratio": ("params_ratio", "max parameters as a fraction of ResNet-18's"),
+    "max_flops": ("flops", "max FLOPs of one image"),
+    "max_size_mb": ("size_mb", "max saved state-dict size (MB)"),
+    "max_size_ratio": ("size_ratio", "max saved size as a fraction of ResNet-18's"),
+}
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("budgets", "over a budget, `default` = accuracy * min(1, budget/value)^power")
+    for dest, (metric, text) in BUDGET_FLAGS.items():
+        group.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=float, default=None,
+                           help=f"{text} (metric `{metric}`); unset: no budget")
+    group.add_argument("--budget-power", type=float, default=1.0,
+                       help="penalty exponent over budget (MnasNet's -beta); larger is harsher")
+
+
+def budgets_from_args(args: argparse.Namespace) -> dict[str, float]:
+    """{metric: maximum} for the budget flags that are set."""
+    budgets = {metric: getattr(args, dest) for dest, (metric, _) in BUDGET_FLAGS.items()
+               if getattr(args, dest, None) is not None}
+    _check_budgets(budgets)
+    return budgets
+
+
+def _check_budgets(budgets: Mapping[str, float]) -> None:
+    for metric, limit in budgets.items():
+        if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+            raise ValueError(f"budget for {metric!r} must be a finite number > 0, got {limit!r}")
+
+
+def budget_factor(metrics: Mapping[str, Any], budgets: Mapping[str, float] | None, power: float = 1.0) -> float:
+    """prod_k min(1, budget_k / value_k) ** power: 1.0 within all budgets, < 1 over any."""
+    if power <= 0 or not math.isfinite(power):
+        raise ValueError(f"budget power must be a finite number > 0, got {power!r}")
+    budgets = budgets or {}
+    _check_budgets(budgets)
+    factor = 1.0
+    for metric, limit in budgets.items():
+        if metric not in metrics:
+            raise ValueError(f"a budget is set on {metric!r} but the trial reports no such metric; "
+                             f"reported: {sorted(metrics)}")
+        value = float(metrics[metric])
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"metric {metric!r} = {value!r} cannot be compared with a budget")
+        if value > limit:
+            factor *= (limit / value) ** power
+    return factor
+
+
+def objective(metrics: Mapping[str, Any], accuracy_key: str = "val_acc",
+              budgets: Mapping[str, float] | None = None, power: float = 1.0) -> float:
+    """The experiment's `default`: metrics[accuracy_key], penalised over budget (see module doc)."""
+    if accuracy_key not in metrics:
+        raise ValueError(f"accuracy key {accuracy_key!r} not among the metrics {sorted(metrics)}")
+    accuracy = float(metrics[accuracy_key])
+    if not math.isfinite(accuracy) or accuracy < 0:
+        raise ValueError(f"{accuracy_key} = {accuracy!r}; the budget penalty needs a finite accuracy >= 0")
+    return accuracy * budget_factor(metrics, budgets, power)
+
+
+def budget_metrics(metrics: Mapping[str, Any], budgets: Mapping[str, float] | None,
+                   power: float = 1.0) -> dict[str, Any]:
+    """What to report beside `default` so the web UI shows why a trial was penalised."""
+    factor = budget_factor(metrics, budgets, power)
+    return {"budget_factor": factor, "within_budget": factor == 1.0,
+            **{f"budget_{metric}": limit for metric, limit in (budgets or {}).items()}}

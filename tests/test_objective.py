@@ -1,0 +1,96 @@
+"""The budget-aware objective: plain accuracy within budget, a monotone MnasNet-style penalty above it."""
+
+import argparse
+import itertools
+
+import pytest
+
+from common.objective import (
+    BUDGET_FLAGS,
+    add_budget_arguments,
+    budget_factor,
+    budget_metrics,
+    budgets_from_args,
+    objective,
+)
+
+METRICS = {"val_acc": 0.8, "test_acc": 0.7, "params": 1_000_000, "latency_ms_b1": 4.0, "size_mb": 4.0}
+
+
+def test_no_budget_is_plain_accuracy():
+    assert objective(METRICS, "val_acc", None) == 0.8
+    assert objective(METRICS, "test_acc", {}) == 0.7
+
+
+@pytest.mark.parametrize("budgets", [{"params": 1_000_000}, {"params": 2e6, "latency_ms_b1": 4.0}, {"size_mb": 100}])
+def test_within_budget_is_plain_accuracy(budgets):
+    assert objective(METRICS, "val_acc", budgets) == 0.8
+    assert budget_metrics(METRICS, budgets)["within_budget"] is True
+
+
+def test_over_budget_follows_the_documented_formula():
+    assert objective(METRICS, "val_acc", {"params": 500_000}) == pytest.approx(0.8 * 0.5)
+    assert objective(METRICS, "val_acc", {"params": 500_000}, power=2) == pytest.approx(0.8 * 0.25)
+    # Several budgets multiply.
+    assert objective(METRICS, "val_acc", {"params": 500_000, "latency_ms_b1": 2.0}) == pytest.approx(0.8 * 0.25)
+    report = budget_metrics(METRICS, {"params": 500_000})
+    assert report == {"budget_factor": pytest.approx(0.5), "within_budget": False, "budget_params": 500_000}
+
+
+def test_penalty_is_monotone_and_continuous_in_cost():
+    budget = {"latency_ms_b1": 5.0}
+    latencies = [0.5, 1, 4.99, 5.0, 5.01, 6, 10, 50, 1000]
+    for power in (0.5, 1.0, 3.0):
+        values = [objective({**METRICS, "latency_ms_b1": lat}, "val_acc", budget, power) for lat in latencies]
+        assert all(a >= b for a, b in itertools.pairwise(values)), values
+        assert all(v == 0.8 for v, lat in zip(values, latencies, strict=True) if lat <= 5.0)
+        assert all(v < 0.8 for v, lat in zip(values, latencies, strict=True) if lat > 5.0)
+        just_over = objective({**METRICS, "latency_ms_b1": 5.0 + 1e-9}, "val_acc", budget, power)
+        assert just_over == pytest.approx(0.8, abs=1e-9)  # no jump at the boundary
+
+
+def test_objective_is_monotone_in_accuracy_and_harsher_with_power():
+    over = {**METRICS, "params": 3_000_000}
+    budget = {"params": 1_000_000}
+    values = [objective({**over, "val_acc": a}, "val_acc", budget) for a in (0.1, 0.5, 0.9)]
+    assert values == sorted(values)
+    assert objective(over, "val_acc", budget, power=2) < objective(over, "val_acc", budget, power=1)
+
+
+@pytest.mark.parametrize(
+    "budgets, power, match",
+    [
+        ({"flops": 1.0}, 1.0, "no such metric"),
+        ({"params": 0}, 1.0, "> 0"),
+        ({"params": -5}, 1.0, "> 0"),
+        ({"params": float("nan")}, 1.0, "> 0"),
+        ({"params": 1.0}, 0.0, "power"),
+    ],
+)
+def test_bad_budgets_fail_clearly(budgets, power, match):
+    with pytest.raises(ValueError, match=match):
+        objective(METRICS, "val_acc", budgets, power)
+
+
+def test_missing_or_bad_accuracy_fails_clearly():
+    with pytest.raises(ValueError, match="accuracy key 'acc'"):
+        objective(METRICS, "acc", None)
+    with pytest.raises(ValueError, match="finite accuracy"):
+        objective({"val_acc": float("nan")}, "val_acc", None)
+
+
+def test_flags_name_their_metric():
+    parser = argparse.ArgumentParser()
+    add_budget_arguments(parser)
+    args = parser.parse_args(["--max-latency-ms-b1", "2.5", "--max-params", "2e6"])
+    assert budgets_from_args(args) == {"latency_ms_b1": 2.5, "params": 2e6}
+    assert budgets_from_args(parser.parse_args([])) == {}
+    assert args.budget_power == 1.0
+    # every flag maps to a distinct metric
+    assert len({metric for metric, _ in BUDGET_FLAGS.values()}) == len(BUDGET_FLAGS)
+    with pytest.raises(ValueError, match="params"):
+        budgets_from_args(parser.parse_args(["--max-params", "-1"]))
+
+
+def test_factor_without_budgets_is_one():
+    assert budget_factor(METRICS, None) == 1.0

@@ -96,3 +96,131 @@ def dependency_aware_config(model: nn.Module, config_list: list[dict], example_i
         config = auto_set_denpendency_group_ids(model, config_list, example_input)
     model.train(was_training)
     return config
+
+
+# ------------------------------------------------------------------------------------------------
+# Quantization fixes (used by common/quantization.py; each one proven in tests/test_nni_compat.py)
+
+
+def _safe_dorefa_gradient_hook(self, target_space) -> None:
+    """DoReFa's gradient quantization without its 0/0.
+
+    nni/compression/quantization/dorefa_quantizer.py:117 (`_quant_dequant_gradient_hook`) scales each
+    sample's output gradient by `1 / (2 * max|grad|)`. A sample whose gradient is all zero (a dead
+    ReLU region, or a block whose last BatchNorm weight is 0, as ResNet's zero-init of `bn2` gives)
+    makes that 0/0 = NaN, the backward hook returns NaN, and the weights turn NaN within a step. Same
+    quantize-dequantize as NNI; a sample with max |grad| = 0 keeps its (exactly zero) gradient.
+    """
+    from nni.compression.quantization.dorefa_quantizer import init_scale_zp
+
+    bits = target_space.quant_bits
+
+    def quant_dequant_gradient(module: nn.Module, grad_output):
+        new_grad_output = []
+        for g_o in grad_output:
+            if g_o is None:
+                new_grad_output.append(g_o)
+                continue
+            tracked_max = torch.tensor(1.0 + 0.5 / (2**bits - 1), device=g_o.device)
+            tracked_min = torch.tensor(0 - 0.5 / (2**bits - 1), device=g_o.device)
+            scale, zero_point = init_scale_zp(tracked_max, tracked_min, target_space.qmax, target_space.qmin, "affine")
+            dims = list(range(1, g_o.dim()))
+            max_grad = torch.amax(g_o.detach().abs(), dim=dims, keepdim=True) if dims else g_o.detach().abs()
+            nonzero = max_grad > 0
+            safe_max = torch.where(nonzero, max_grad, torch.ones_like(max_grad))
+            noise = torch.zeros_like(max_grad).uniform_(-0.5, 0.5) / (2**bits - 1)
+            q_grad = g_o / (2 * safe_max) + 0.5 + noise
+            quantized = torch.round(torch.clamp(zero_point + q_grad / scale, target_space.qmin, target_space.qmax))
+            dequantized = (quantized - zero_point) * scale
+            new_grad_output.append(torch.where(nonzero, (dequantized - 0.5) * 2 * safe_max, torch.zeros_like(g_o)))
+        return tuple(new_grad_output)
+
+    target_space._wrapper.module.register_full_backward_pre_hook(quant_dequant_gradient)
+
+
+def safe_dorefa_quantizer_class() -> type:
+    """NNI's DoReFaQuantizer with the NaN-safe gradient hook above (a subclass: NNI itself is untouched)."""
+    from nni.compression.quantization import DoReFaQuantizer
+
+    global _SafeDoReFa
+    if _SafeDoReFa is None:
+        _SafeDoReFa = type("DoReFaQuantizer", (DoReFaQuantizer,),
+                           {"_quant_dequant_gradient_hook": _safe_dorefa_gradient_hook,
+                            "__doc__": "DoReFaQuantizer whose gradient hook survives all-zero gradients."})
+    return _SafeDoReFa
+
+
+_SafeDoReFa: type | None = None
+
+
+# ------------------------------------------------------------------------------------------------
+# Multi-fidelity advisors: NNI's Hyperband and BOHB with their string parameter ids (issue 6).
+# Use from an experiment config (NNI appends codeDirectory to sys.path and imports className):
+#   tuner:
+#     codeDirectory: ../..                    # the repository root, relative to the config file
+#     className: common.nni_compat.Hyperband  # or common.nni_compat.BOHB (needs ConfigSpace, statsmodels)
+#     classArgs: {optimize_mode: maximize, R: 9, eta: 3}
+
+
+class _StringIdRecovery:
+    """Resume bookkeeping that accepts Hyperband/BOHB parameter ids ("<bracket>_<round>_<n>" strings).
+
+    nni/recoverable.py:49 `is_created_in_previous_exp` does `param_id <= self.recovered_max_param_id`
+    (an int): the first metric a trial reports raises TypeError in the dispatcher's worker thread
+    (hyperband_advisor.py:544 `handle_report_metric_data`), the dispatcher stops, and the experiment
+    stays RUNNING forever. NNI's recovery only tracks int ids (recoverable.py:38 skips the others), so
+    here a string id is "previous" exactly when `nnictl resume` handed it back as a trial that was still
+    running (nnimanager addRecoveredTrialJob): its late results are ignored, as NNI ignores recovered
+    int ids. The advisor's id counter then continues after those ids, so a new id never repeats one.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._recovered_str_ids: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def is_created_in_previous_exp(self, param_id: int | str | None) -> bool:
+        if isinstance(param_id, str):
+            return param_id in self._recovered_str_ids
+        return super().is_created_in_previous_exp(param_id)
+
+    def recover_parameter_id(self, data) -> int:
+        import nni
+
+        for record in data if isinstance(data, list) else [data]:
+            pid = (nni.load(record) if isinstance(record, str) else record)["parameter_id"]
+            if isinstance(pid, str):
+                self._recovered_str_ids.add(pid)
+        return super().recover_parameter_id(data)
+
+    def handle_add_customized_trial(self, data) -> None:
+        import sys
+
+        super().handle_add_customized_trial(data)  # sets the module's `_next_parameter_id` from int ids only
+        owner = sys.modules[self._nni_module]
+        counters = [int(pid.rsplit("_", 1)[1]) for pid in self._recovered_str_ids if pid.rsplit("_", 1)[-1].isdigit()]
+        if counters:
+            owner._next_parameter_id = max(owner._next_parameter_id, max(counters) + 1)
+
+
+_ADVISORS = {
+    "Hyperband": "nni.algorithms.hpo.hyperband_advisor",
+    "BOHB": "nni.algorithms.hpo.bohb_advisor.bohb_advisor",
+}
+_advisor_classes: dict[str, type] = {}
+
+
+def __getattr__(name: str) -> type:
+    # PEP 562: `common.nni_compat.Hyperband` / `.BOHB` are built on first access, so the trials that
+    # import this module do not pay for NNI's HPO stack (scipy, pandas: seconds on a busy CPU).
+    if name not in _ADVISORS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _advisor_classes:
+        import importlib
+
+        module = _ADVISORS[name]
+        base = getattr(importlib.import_module(module), name)
+        _advisor_classes[name] = type(name, (_StringIdRecovery, base), {
+            "__module__": __name__, "__qualname__": name, "_nni_module": module,
+            "__doc__": f"NNI's {name} advisor, whose string parameter ids no longer crash it (see _StringIdRecovery).",
+        })
+    return _advisor_classes[name]

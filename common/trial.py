@@ -44,6 +44,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--latency-threads", type=int, default=1, help="CPU threads for latency measurement")
     p.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tune epochs")
+    # Hyperband/BOHB add NNI's key `TRIAL_BUDGET` to every parameter set; this dest lets merge_parameter accept it.
+    p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
+                   help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
     return p
 
 
@@ -135,6 +138,9 @@ class Session:
 
     def finetune_config(self) -> TrainConfig:
         cfg = self.profile.finetune
+        budget = getattr(self.args, "TRIAL_BUDGET", None)
+        if budget is not None:  # an advisor's budget wins; BOHB's may be fractional
+            return replace(cfg, epochs=max(1, round(float(budget))))
         return cfg if self.args.finetune_epochs is None else replace(cfg, epochs=self.args.finetune_epochs)
 
     def finetune(self, model: nn.Module, report_epochs: bool = True) -> dict:
@@ -270,5 +276,8 @@ def run_main(main) -> None:
     try:
         main()
     except Exception as err:  # noqa: BLE001 - re-raised after a readable summary
-        print(f"TRIAL FAILED: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        summary = f"TRIAL FAILED: {type(err).__name__}: {err}"
+        print(summary, file=sys.stderr, flush=True)
+        if in_nni_trial():  # NNI 3.0 logs stdout to trial.log but stderr (the traceback) to trial.stderr
+            print(summary, flush=True)
         raise

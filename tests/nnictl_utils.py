@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -36,18 +37,22 @@ class Experiment:
     """`nnictl create` a copy of `config` whose relative paths are made absolute and whose NNI
     working directory lives in tmp_path, so nothing is left in ~/nni-experiments."""
 
-    def __init__(self, config: Path, tmp_path: Path, **overrides) -> None:
+    def __init__(self, config: Path, tmp_path: Path, *, env: dict[str, str] | None = None, **overrides) -> None:
         self.port = free_port()
         self.tmp = tmp_path
         cfg = yaml.safe_load(config.read_text())
         base = config.parent
         cfg["searchSpaceFile"] = str((base / cfg["searchSpaceFile"]).resolve())
         cfg["trialCodeDirectory"] = str((base / cfg.get("trialCodeDirectory", ".")).resolve())
+        for algo in ("tuner", "assessor", "advisor"):  # a custom algorithm's codeDirectory is relative too
+            if isinstance(cfg.get(algo), dict) and "codeDirectory" in cfg[algo]:
+                cfg[algo]["codeDirectory"] = str((base / cfg[algo]["codeDirectory"]).resolve())
         cfg["experimentWorkingDirectory"] = str(tmp_path / "nni-experiments")
         cfg.update(overrides)
         self.config = tmp_path / "config.yml"
         self.config.write_text(yaml.safe_dump(cfg))
-        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path / "suite-home")}
+        # `env` adds to the environment of nnictl, the NNI manager and (on the local platform) every trial.
+        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path / "suite-home"), **(env or {})}
         self.id: str | None = None
         self.started = False
 
@@ -95,6 +100,34 @@ class Experiment:
             out.append({"id": job["trialJobId"], "status": job["status"], "result": result})
         return out
 
-    def trial_log(self, trial_id: str) -> str:
-        logs = list((self.tmp / "nni-experiments").glob(f"{self.id}/trials/{trial_id}/trial.log"))
-        return logs[0].read_text()[-3000:] if logs else "(no trial.log)"
+    def trial_log(self, trial_id: str, name: str = "trial.log", tail: int | None = 3000) -> str:
+        """The end of a trial's log. NNI 3.0 writes stdout to trial.log and stderr to trial.stderr, under
+        <id>/environments/<env>/trials/<trial>/ (local) or <id>/trials/<trial>/ (downloaded from remote)."""
+        logs = sorted((self.tmp / "nni-experiments" / str(self.id)).glob(f"**/trials/{trial_id}/{name}"))
+        texts = [p.read_text() for p in logs]
+        return "\n".join(t[-tail:] if tail else t for t in texts) if logs else f"(no {name})"
+
+    def intermediate(self, trial_id: str) -> list[float]:
+        """A trial's intermediate results (one per fine-tune epoch here), in the order reported."""
+        rows = [m for m in self.api("metric-data") if m["trialJobId"] == trial_id and m["type"] == "PERIODICAL"]
+        return [float(json.loads(json.loads(m["data"]))) for m in sorted(rows, key=lambda m: m["sequence"])]
+
+    def kill_manager(self) -> None:
+        """SIGKILL the NNI manager's process group: the manager, its dispatcher and its local trials die at
+        once, as in a crash of the machine or session running them. nnictl starts the manager with
+        setpgrp (nni/experiment/launcher.py), so the group is the manager's pid and holds nothing else."""
+        import psutil
+
+        def is_ours(cmdline: list[str]) -> bool:
+            return any(a.endswith("main.js") for a in cmdline) and f"--experiment-id {self.id}" in " ".join(cmdline)
+
+        managers = [p for p in psutil.process_iter(["cmdline"]) if is_ours(p.info["cmdline"] or [])]
+        assert len(managers) == 1, f"expected one NNI manager for experiment {self.id}, found {len(managers)}"
+        os.killpg(managers[0].pid, signal.SIGKILL)
+        managers[0].wait(30)
+
+    def resume(self) -> None:
+        """`nnictl resume` on a new port (the old one may linger in TIME_WAIT)."""
+        self.port = free_port()
+        nnictl("resume", self.id, "--port", str(self.port), "--experiment_dir",
+               str(self.tmp / "nni-experiments"), env=self.env)

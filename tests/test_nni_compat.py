@@ -63,3 +63,154 @@ def test_dependency_groups_join_residual_convs():
     assert group["conv1"] == group["layer1.0.conv2"] == group["layer1.1.conv2"]
     assert group["layer2.0.conv2"] == group["layer2.0.downsample.0"]
     assert group["layer1.0.conv1"] != group["conv1"]  # inner convs are free
+
+
+# ------------------------------------------------------------------------------------------------
+# Quantization fixes
+
+
+def _dorefa_conv_grad(quantizer_cls, upstream: torch.Tensor) -> torch.Tensor:
+    """Weight gradient of a DoReFa-wrapped conv when the gradient arriving at its output is `upstream`."""
+    import nni
+    from nni.compression import TorchEvaluator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1))
+    optimizer = nni.trace(torch.optim.SGD)(model.parameters(), lr=0.1)
+    evaluator = TorchEvaluator(lambda *a, **k: None, optimizer, lambda batch, m: m(batch).sum())
+    config = [{"op_names": ["0"], "target_names": ["weight"], "quant_dtype": "int4", "quant_scheme": "affine"}]
+    quantizer = quantizer_cls(model, config, evaluator)
+    quantizer.register_output_backward_hook()  # what compress() does before training
+    out = model(torch.randn(2, 3, 8, 8))
+    out.backward(upstream.expand_as(out))
+    return quantizer._module_wrappers["0"].weight.grad
+
+
+def test_stock_dorefa_gradient_hook_turns_zero_gradients_into_nan():
+    from nni.compression.quantization import DoReFaQuantizer
+
+    # dorefa_quantizer.py:117 divides each sample's gradient by its max |gradient|: 0/0 for a zero one
+    assert torch.isnan(_dorefa_conv_grad(DoReFaQuantizer, torch.zeros(1))).all()
+
+
+def test_safe_dorefa_hook_keeps_zero_gradients_zero_and_others_unchanged():
+    from nni.compression.quantization import DoReFaQuantizer
+
+    from common.nni_compat import safe_dorefa_quantizer_class
+
+    safe = safe_dorefa_quantizer_class()
+    assert issubclass(safe, DoReFaQuantizer)
+    assert torch.equal(_dorefa_conv_grad(safe, torch.zeros(1)), torch.zeros(4, 3, 3, 3))
+    upstream = torch.linspace(-1, 1, 4).view(1, 4, 1, 1)
+    # same quantize-dequantize (and same noise draw) as NNI's hook whenever the gradient is not all zero
+    torch.testing.assert_close(_dorefa_conv_grad(safe, upstream), _dorefa_conv_grad(DoReFaQuantizer, upstream))
+
+
+# ------------------------------------------------------------------------------------------------
+# Hyperband / BOHB: string parameter ids (nni/recoverable.py:49)
+
+HB_SPACE = {"pruner": {"_type": "choice", "_value": ["l1", "fpgm"]},
+            "sparsity": {"_type": "uniform", "_value": [0.2, 0.8]}}
+
+
+@pytest.fixture
+def offline_dispatcher(monkeypatch):
+    """Advisors connect to the NNI manager in __init__; NNI's own unit-test channel URL skips that."""
+    from nni.runtime import msg_dispatcher_base
+
+    env = msg_dispatcher_base.dispatcher_env_vars._replace(NNI_TUNER_COMMAND_CHANNEL="ws://_unittest_")
+    monkeypatch.setattr(msg_dispatcher_base, "dispatcher_env_vars", env)
+
+
+def _request(advisor, n: int) -> list[dict]:
+    """Ask the advisor for n trials; return the NewTrialJob payloads it sends."""
+    import nni
+    from nni.runtime.tuner_command_channel import CommandType
+
+    sent = []
+    advisor.send = lambda command, data: sent.append((command, nni.load(data)))
+    advisor.handle_request_trial_jobs(n)
+    return [job for command, job in sent if command == CommandType.NewTrialJob]
+
+
+def _finish(advisor, job: dict, value: float, trial_job_id: str) -> None:
+    """What the NNI manager sends when a trial reports its final result and exits."""
+    import nni
+
+    advisor.handle_report_metric_data({"parameter_id": job["parameter_id"], "trial_job_id": trial_job_id,
+                                       "type": "FINAL", "sequence": 0, "value": nni.dump(value)})
+    advisor.handle_trial_end({"trial_job_id": trial_job_id, "event": "SUCCEEDED", "hyper_params": nni.dump(job)})
+
+
+def test_stock_hyperband_crashes_on_its_own_parameter_ids(offline_dispatcher):
+    from nni.algorithms.hpo.hyperband_advisor import Hyperband
+
+    advisor = Hyperband(optimize_mode="maximize", R=3, eta=3)
+    advisor.handle_update_search_space(HB_SPACE)
+    job = _request(advisor, 1)[0]
+    assert isinstance(job["parameter_id"], str)  # "<bracket>_<round>_<n>"
+    with pytest.raises(TypeError, match="'<=' not supported"):  # recoverable.py:49
+        _finish(advisor, job, 0.5, "T0")
+
+
+def test_hyperband_promotes_the_best_config_with_a_larger_budget(offline_dispatcher):
+    from common.nni_compat import Hyperband
+
+    advisor = Hyperband(optimize_mode="maximize", R=3, eta=3)  # bracket s=1: 3 configs x budget 1, best x 3
+    advisor.handle_update_search_space(HB_SPACE)
+    first = _request(advisor, 3)
+    assert [j["parameters"]["TRIAL_BUDGET"] for j in first] == [1, 1, 1]
+    for i, (job, value) in enumerate(zip(first, [0.3, 0.9, 0.5], strict=True)):
+        _finish(advisor, job, value, f"T{i}")
+    promoted = _request(advisor, 1)
+    assert len(promoted) == 1
+    assert promoted[0]["parameters"] == {**first[1]["parameters"], "TRIAL_BUDGET": 3}
+
+
+def test_hyperband_resume_ignores_recovered_ids_and_never_reuses_them(offline_dispatcher):
+    import nni
+
+    from common.nni_compat import Hyperband
+
+    advisor = Hyperband(optimize_mode="maximize", R=3, eta=3)
+    advisor.handle_update_search_space(HB_SPACE)
+    # `nnictl resume` re-sends the trials that were still running when the manager died.
+    old = {"parameter_id": "0-1_0_41", "parameter_source": "resumed", "parameters": {"pruner": "l1", "sparsity": 0.5}}
+    advisor.handle_add_customized_trial([nni.dump(old)])
+    _finish(advisor, old, 0.7, "OLD")  # ignored like a recovered int id, not a KeyError on an unknown bracket
+    new_ids = [j["parameter_id"] for j in _request(advisor, 3)]
+    assert old["parameter_id"] not in new_ids
+    assert all(int(pid.rsplit("_", 1)[1]) > 41 for pid in new_ids)
+
+
+def test_advisor_loads_the_way_nni_loads_a_custom_tuner(offline_dispatcher):
+    """`tuner: {codeDirectory: <repo root>, className: common.nni_compat.Hyperband}` as nni/__main__.py does it."""
+    from nni.runtime.msg_dispatcher_base import MsgDispatcherBase
+    from nni.tools.package_utils import create_customized_class_instance
+
+    from tests.nnictl_utils import ROOT
+
+    advisor = create_customized_class_instance({"codeDirectory": str(ROOT), "className": "common.nni_compat.Hyperband",
+                                                "classArgs": {"optimize_mode": "maximize", "R": 9, "eta": 3}})
+    assert isinstance(advisor, MsgDispatcherBase) and advisor.R == 9  # an advisor: NNI runs it as the dispatcher
+    with pytest.raises(AttributeError, match="no attribute 'Hyperbnad'"):
+        import common.nni_compat as compat
+
+        compat.Hyperbnad  # noqa: B018 - a typo in className must fail loudly
+
+
+def test_bohb_promotes_the_best_config_too(offline_dispatcher):
+    """BOHB shares Hyperband's string ids; needs `pip install "nni[BOHB]"` (ConfigSpace, statsmodels)."""
+    pytest.importorskip("ConfigSpace")
+    pytest.importorskip("statsmodels")
+    from common.nni_compat import BOHB
+
+    advisor = BOHB(optimize_mode="maximize", min_budget=1, max_budget=3, eta=3)
+    advisor.send = lambda command, data: None
+    advisor.handle_initialize(HB_SPACE)
+    first = _request(advisor, 3)
+    assert [j["parameters"]["TRIAL_BUDGET"] for j in first] == [1, 1, 1]
+    for i, (job, value) in enumerate(zip(first, [0.3, 0.9, 0.5], strict=True)):
+        _finish(advisor, job, value, f"T{i}")
+    promoted = [j for j in _request(advisor, 1) if j["parameters"]]
+    assert promoted[0]["parameters"] == {**first[1]["parameters"], "TRIAL_BUDGET": 3}

@@ -115,3 +115,15 @@ def test_prune_trial_rejects_impossible_sparsity_in_seconds():
     # The reason is the last line of the log (what NNI's trial.log / stderr shows), not buried in a traceback.
     assert proc.stderr.strip().splitlines()[-1].startswith("ValueError: sparsity must be strictly between 0 and 1")
     assert time.time() - start < 60, "validation must happen before any data loading or training"
+
+
+def test_advisor_budget_sets_the_finetune_epochs(tuner):
+    """Hyperband/BOHB add TRIAL_BUDGET to the parameters; it must be accepted and become the fine-tune epochs."""
+    tuner({"pruner": "l1", "sparsity": 0.5, "TRIAL_BUDGET": 3})
+    args = trial.parse_params(prune_parser(), ["--finetune-epochs", "7"])
+    session = trial.Session(args, get_profile("smoke"), None, None, None, None)
+    assert session.finetune_config().epochs == 3  # the advisor's budget wins over the flag
+    args.TRIAL_BUDGET = 1.67  # BOHB's budgets can be fractional
+    assert session.finetune_config().epochs == 2
+    args.TRIAL_BUDGET = None
+    assert session.finetune_config().epochs == 7

@@ -1,0 +1,139 @@
+"""Benchmark of real int8 deployment (issue 3's targets): dense fp32 torch / fp32 ORT / int8 ORT, and
+50%-pruned + int8, on CIFAR ResNet-18, with scales from NNI's quantizers.
+
+    python -m common.bench_quant            # (the lead wires it into `python -m common.bench quant`)
+
+Weights are random plus a short NNI QAT (or PTQ) on synthetic data: speed and size do not depend on how
+well the weights are trained, but the scales do come from NNI, not from ONNX Runtime's calibration
+(`scales` in the result counts where every quantized tensor's scale came from). Latency is the median
+of interleaved forwards at a fixed thread count (torch and ORT pinned to the same count), as in
+common.metrics.measure_latency. Numbers depend on the CPU and its load: rerun rather than trust a table.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common import nni_compat  # noqa: F401
+from common.data import load_splits, make_loaders
+from common.deploy import OrtModule, deploy_int8, export_fp32
+from common.metrics import measure_latency
+from common.models import resnet18
+from common.pruning import prune_model
+from common.quantization import dequantized_model, quantize_model, take_inputs
+from common.train import TrainConfig
+
+BATCHES = (1, 64)
+# Issue 3, "Done when".
+TARGETS = {
+    "dense_int8_vs_ort_fp32_b64": 2.5,  # int8 ORT at least 2.5x faster than fp32 ORT, dense, batch 64
+    "pruned_int8_vs_dense_torch_b1": 6.0,  # 50%-pruned + int8 at least 6x faster than dense fp32 torch
+    "pruned_int8_vs_dense_torch_b64": 6.0,
+    "dense_int8_file_ratio": 0.30,  # int8 file at most 30% of the fp32 file's bytes
+    "pruned_int8_file_ratio": 0.10,  # pruned + int8 at most 10%
+}
+
+
+def _quantize_and_deploy(model: torch.nn.Module, name: str, algorithm: str, loaders: dict, workdir: Path,
+                         example: torch.Tensor) -> tuple[Path, dict[str, Any]]:
+    cfg = TrainConfig(epochs=1, lr=0.01, schedule="constant", print_freq=1000)
+    sim, calibration, qinfo = quantize_model(model, algorithm, 8, train_loader=loaders["train"], finetune_cfg=cfg,
+                                             example_input=example, calibration_batches=2)
+    deployment = deploy_int8(dequantized_model(sim, model), calibration, workdir, example,
+                             take_inputs(loaders["train"], 2), name=name)
+    return deployment.int8_path, {**deployment.info, "nni_quantizer": qinfo["nni_quantizer"]}
+
+
+def benchmark_quant(threads_list: Sequence[int | None] = (1, None), *, algorithm: str = "qat", repeats: int = 20,
+                    warmup: int = 3, train_images: int = 64) -> list[dict[str, Any]]:
+    """One dict per thread setting (`None`: torch's default thread count, all cores): latency in ms of
+    dense fp32 torch, dense fp32 ORT, dense int8 ORT, pruned fp32 torch and pruned int8 ORT at batch
+    1 and 64, the speed-up and size ratios, and whether each of issue 3's targets is met.
+
+    The dense and the 50%-FPGM-pruned ResNet-18 are quantized to int8 by NNI's `algorithm` ("qat": one
+    epoch over `train_images` synthetic images; "ptq": calibration only) and deployed by common.deploy.
+    """
+    torch.manual_seed(0)
+    example = torch.randn(2, 3, 32, 32)
+    with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
+        workdir = Path(tmp)
+        splits = load_splits("synthetic", workdir, train_limit=train_images, eval_limit=64)
+        loaders = make_loaders(splits, 32)
+        dense = resnet18(splits.num_classes).eval()
+        pruned, _ = prune_model(copy.deepcopy(dense), "fpgm", 0.5, example[:1])
+        dense_fp32 = export_fp32(dense, workdir / "dense.fp32.onnx", example)
+        dense_int8, dense_info = _quantize_and_deploy(dense, "dense", algorithm, loaders, workdir, example)
+        pruned_int8, pruned_info = _quantize_and_deploy(pruned, "pruned", algorithm, loaders, workdir, example)
+        sizes = {"dense_fp32_bytes": os.path.getsize(dense_fp32), "dense_int8_bytes": os.path.getsize(dense_int8),
+                 "pruned_int8_bytes": os.path.getsize(pruned_int8)}
+        sizes["dense_int8_file_ratio"] = sizes["dense_int8_bytes"] / sizes["dense_fp32_bytes"]
+        sizes["pruned_int8_file_ratio"] = sizes["pruned_int8_bytes"] / sizes["dense_fp32_bytes"]
+        scale_keys = ("activations_from_nni", "activations_from_ort", "weights_from_nni", "weights_from_ort")
+        scales = {"dense": {k: dense_info[k] for k in scale_keys}, "pruned": {k: pruned_info[k] for k in scale_keys},
+                  "nni_quantizer": dense_info["nni_quantizer"]}
+        kernels = {"dense": dense_info["integer_ops"], "pruned": pruned_info["integer_ops"]}
+
+        results = []
+        for threads in threads_list:
+            n = threads if threads is not None else torch.get_num_threads()
+            models = {
+                "dense_torch_fp32": dense, "dense_ort_fp32": OrtModule(dense_fp32, n),
+                "dense_int8": OrtModule(dense_int8, n),
+                "pruned_torch_fp32": pruned, "pruned_int8": OrtModule(pruned_int8, n),
+            }
+            lat = measure_latency(models, BATCHES, threads=n, warmup=warmup, repeats=repeats)
+            ratios = {
+                **{f"dense_int8_vs_ort_fp32_b{b}": lat["dense_ort_fp32"][b] / lat["dense_int8"][b] for b in BATCHES},
+                **{f"dense_int8_vs_dense_torch_b{b}": lat["dense_torch_fp32"][b] / lat["dense_int8"][b]
+                   for b in BATCHES},
+                **{f"pruned_int8_vs_dense_torch_b{b}": lat["dense_torch_fp32"][b] / lat["pruned_int8"][b]
+                   for b in BATCHES},
+                **{f"pruned_int8_vs_pruned_torch_b{b}": lat["pruned_torch_fp32"][b] / lat["pruned_int8"][b]
+                   for b in BATCHES},
+            }
+            values = {**ratios, **sizes}
+            targets = {
+                name: {"value": values[name], "target": goal,
+                       "met": values[name] <= goal if name.endswith("file_ratio") else values[name] >= goal}
+                for name, goal in TARGETS.items()
+            }
+            results.append({"threads": n, "threads_setting": "all" if threads is None else threads,
+                            "latency_ms": lat, "ratios": ratios, "sizes": sizes, "targets": targets,
+                            "scales": scales, "integer_ops": kernels})
+    return results
+
+
+def print_quant(results: list[dict[str, Any]]) -> None:
+    print("\n## Quantization: CIFAR ResNet-18, NNI scales deployed as ONNX Runtime int8 (CPU)")
+    first = results[0]
+    print(f"scales from NNI ({first['scales']['nni_quantizer']}): {first['scales']}")
+    s = first["sizes"]
+    print(f"file bytes  fp32 {s['dense_fp32_bytes']:,}  int8 {s['dense_int8_bytes']:,} "
+          f"(x{s['dense_int8_file_ratio']:.3f})  pruned int8 {s['pruned_int8_bytes']:,} "
+          f"(x{s['pruned_int8_file_ratio']:.3f})")
+    print("| threads | batch | torch fp32 ms | ORT fp32 ms | ORT int8 ms | pruned torch ms | pruned int8 ms |"
+          " int8/ORT fp32 | int8/torch | pruned int8/dense torch |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        lat, ra = r["latency_ms"], r["ratios"]
+        for b in BATCHES:
+            print(f"| {r['threads_setting']} ({r['threads']}) | {b} | {lat['dense_torch_fp32'][b]:.2f} | "
+                  f"{lat['dense_ort_fp32'][b]:.2f} | {lat['dense_int8'][b]:.2f} | {lat['pruned_torch_fp32'][b]:.2f} | "
+                  f"{lat['pruned_int8'][b]:.2f} | {ra[f'dense_int8_vs_ort_fp32_b{b}']:.2f}x | "
+                  f"{ra[f'dense_int8_vs_dense_torch_b{b}']:.2f}x | {ra[f'pruned_int8_vs_dense_torch_b{b}']:.2f}x |")
+    for r in results:
+        for name, t in r["targets"].items():
+            op = "<=" if name.endswith("file_ratio") else ">="
+            print(f"threads {r['threads_setting']}: {name} = {t['value']:.3f} (target {op} {t['target']}): "
+                  f"{'met' if t['met'] else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    print_quant(benchmark_quant())

@@ -1,0 +1,593 @@
+"""Quantization with NNI 3.0's quantizers: one call from a float model to a fake-quantized (simulated) one.
+
+`quantize_model(model, "qat", 8, ...)` deep-copies the model, wraps its Conv2d/Linear layers with one of
+NNI's `PtqQuantizer` / `QATQuantizer` / `LsqQuantizer` / `DoReFaQuantizer`, calibrates (PTQ) or
+fine-tunes with `nni.compression.TorchEvaluator` (the others), and returns the simulated model plus the
+per-layer scales and zero points in a form `common.deploy` turns into a real int8 ONNX Runtime model.
+
+NNI only *simulates* quantization (float tensors rounded to a grid): the simulated model is neither
+smaller nor faster. `common/deploy.py` is what makes it real.
+
+Quantization targets (chosen so that the simulated model computes what the deployed int8 graph computes):
+- weights of every Conv2d and Linear, `bits` wide, symmetric (zero point 0), one scale per output
+  channel. Symmetric because ONNX Runtime's fast int8 kernels (and most int8 runtimes) want weight
+  zero points of 0; per output channel because deployment folds each BatchNorm into the conv before
+  it, multiplying each output channel by its own factor: only per-channel scales keep NNI's integer
+  weights exactly representable after folding (and per-channel scales are what make 4 bits usable).
+- activations, always 8 bits, one scale per tensor, quantized once where they are produced, as in the
+  int8 graph: ReLU outputs (a block's output feeds the next conv *and* the residual branch; quantizing
+  only conv inputs would leave the identity branch float in the simulation while the int8 model adds
+  8-bit tensors), the BatchNorm outputs that enter a residual addition, and the inputs of layers whose
+  input no quantized module produced (the image into the stem, the pooled features into the
+  classifier). See `activation_points`. The integer kernels of every CPU runtime here take 8-bit
+  activations; simulating 4-bit activations would describe a model nothing here can execute. So `bits`
+  is the *weight* width: 4 means W4A8, the configuration 4-bit weight formats are deployed with.
+- no conv outputs: each feeds a BatchNorm that is folded away at deployment, so a fake-quant there would
+  sit on a tensor that does not exist in the deployed graph.
+- first and last layer: at 4 bits the stem conv (3 input channels, sees raw pixels) and the
+  classifier (writes the logits) keep 8-bit weights, as in the DoReFa and LSQ papers: together they
+  hold < 0.1% of ResNet-18's weights but are the layers most sensitive to quantization.
+- DoReFa is the exception for activations (see `config_list`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import operator
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from common.nni_compat import quiet_nni, safe_dorefa_quantizer_class
+from common.train import (
+    MetricLogger,
+    NonFiniteLossError,
+    TrainConfig,
+    eval_mode,
+    evaluate,
+    make_optimizer,
+    make_scheduler,
+)
+
+ALGORITHMS: tuple[str, ...] = ("ptq", "qat", "lsq", "dorefa")
+BITS: tuple[int, ...] = (4, 8)
+ACTIVATION_BITS = 8
+QUANTIZED_TYPES = ("Conv2d", "Linear")
+DEFAULT_CALIBRATION_BATCHES = 8
+
+Batches = Iterable[Any]
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class QuantizationError(RuntimeError):
+    """Quantization produced something unusable (NaN/inf scales, weights or outputs)."""
+
+
+def validate(algorithm: str, bits: int) -> None:
+    """Fail fast, before any training, on parameters this module cannot honour."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown quantization algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if isinstance(bits, bool) or bits not in BITS:
+        raise ValueError(f"unsupported bit width {bits!r}; choose one of {', '.join(map(str, BITS))} (weight bits)")
+
+
+def _quantizer_class(algorithm: str) -> type:
+    from nni.compression.quantization import LsqQuantizer, PtqQuantizer, QATQuantizer
+
+    return {"ptq": PtqQuantizer, "qat": QATQuantizer, "lsq": LsqQuantizer,
+            "dorefa": safe_dorefa_quantizer_class()}[algorithm]
+
+
+def _layer_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if type(m).__name__ in QUANTIZED_TYPES]
+
+
+RELUS = ("ReLU", "ReLU6")  # activations NNI can quantize at their output (its QuantizationSetting registry)
+_SHAPE_OPS = (nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Identity)
+
+
+def activation_points(model: nn.Module) -> dict[str, dict[str, bool]]:
+    """Where each activation tensor is quantized, once, at its producer, as the int8 graph does it:
+    `{module: {"input" | "output": signed}}`.
+
+    - the output of every ReLU (its consumers, e.g. the next conv *and* the residual branch, all see
+      the same 8-bit tensor; quantizing at each conv's input would leave the identity branch float);
+    - the output of every BatchNorm2d that is an operand of a residual addition;
+    - the input of a Conv2d/Linear whose input is not already quantized (the model input, the pooled
+      and flattened features before the classifier).
+
+    Found by tracing with torch.fx; if the model does not trace, every Conv2d/Linear input instead.
+    `signed` says whether the tensor can be negative (LSQ's zero point is fixed at 0).
+    """
+    modules = dict(model.named_modules())
+    try:
+        graph = torch.fx.symbolic_trace(copy.deepcopy(model).cpu().eval()).graph
+    except Exception:  # noqa: BLE001 - untraceable: fall back to per-layer inputs
+        return {name: {"input": True} for name in _layer_names(model)}
+
+    def kind(node: Any) -> str:
+        if isinstance(node, torch.fx.Node) and node.op == "call_module":
+            return type(modules[node.target]).__name__
+        return ""
+
+    def nonnegative(node: Any) -> bool:
+        if kind(node) in RELUS:
+            return True
+        shape_only = (node.op == "call_module" and isinstance(modules[node.target], _SHAPE_OPS)) or (
+            node.op == "call_function" and node.target in (torch.flatten,)) or (
+            node.op == "call_method" and node.target in ("flatten", "view", "reshape"))
+        return shape_only and isinstance(node.args[0], torch.fx.Node) and nonnegative(node.args[0])
+
+    points: dict[str, dict[str, bool]] = {}
+    for node in graph.nodes:
+        k = kind(node)
+        if k in RELUS:
+            points.setdefault(node.target, {})["output"] = False
+        elif k == "BatchNorm2d" and any(_is_add(u) for u in node.users):
+            points.setdefault(node.target, {})["output"] = True
+        elif k in QUANTIZED_TYPES and kind(node.args[0]) not in RELUS:
+            points.setdefault(node.target, {})["input"] = not nonnegative(node.args[0])
+    return points
+
+
+def _is_add(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in (operator.add, torch.add)) or (
+        node.op == "call_method" and node.target in ("add", "add_"))
+
+
+def config_list(model: nn.Module, algorithm: str, bits: int) -> list[dict[str, Any]]:
+    """NNI config list for `model` (see the module docstring for why these targets)."""
+    validate(algorithm, bits)
+    layers = _layer_names(model)
+    if not layers:
+        raise ValueError("model has no Conv2d or Linear layer to quantize")
+    edge = {layers[0], layers[-1]} if bits < 8 else set()  # stem and classifier keep 8-bit weights
+
+    def weight_setting(weight_bits: int) -> dict[str, Any]:
+        if algorithm == "dorefa":
+            # DoReFa rejects granularity and wants affine weights: its transform 2*Q(tanh(w)/2max+1/2)-1
+            # lands on a zero-centred per-tensor grid anyway (converted to per channel when folding BN).
+            return {"quant_dtype": f"int{weight_bits}", "quant_scheme": "affine"}
+        return {"quant_dtype": f"int{weight_bits}", "quant_scheme": "symmetric", "granularity": "out_channel"}
+
+    def activation_setting(signed: bool) -> dict[str, Any]:
+        if algorithm == "lsq":
+            # LSQ only learns a scale (zero point fixed at 0): unsigned after a ReLU, signed elsewhere.
+            return {"quant_dtype": f"{'' if signed else 'u'}int{ACTIVATION_BITS}", "quant_scheme": "symmetric"}
+        return {"quant_dtype": f"uint{ACTIVATION_BITS}", "quant_scheme": "affine"}
+
+    # One entry per layer and target: NNI applies top-level settings to every target of an entry.
+    configs = [{"op_names": [name], "target_names": ["weight"], **weight_setting(8 if name in edge else bits)}
+               for name in layers]
+    if algorithm == "dorefa":
+        # NNI's DoReFa quantizes outputs only as its clamp(0, 1) activations, made for nets trained with
+        # it from scratch; on a pretrained ResNet we keep its input quantizer at every conv/linear instead.
+        # The residual identity branches then stay float in the simulation (8-bit once deployed): the
+        # sim/int8 agreement metric shows what that costs.
+        return configs + [{"op_names": [name], "target_names": ["_input_"], **activation_setting(False)}
+                          for name in layers]
+    for name, targets in activation_points(model).items():
+        for target, signed in targets.items():
+            configs.append({"op_names": [name], "target_names": [f"_{target}_"], **activation_setting(signed)})
+    return configs
+
+
+# ------------------------------------------------------------------------------------- NNI evaluator
+
+
+def _loss_fn(cfg: TrainConfig) -> nn.Module:
+    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+def _nni_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The project's optimizer (SGD + Nesterov, no decay on <=1-D params), traced so NNI can rebuild it
+    for the wrapped model and add the quantizer's own parameters (LSQ step sizes) to it."""
+    import nni
+
+    plain = make_optimizer(model, cfg)
+    groups = [{"params": list(g["params"]), "weight_decay": g["weight_decay"], "name": g["name"]}
+              for g in plain.param_groups]
+    return nni.trace(torch.optim.SGD)(groups, lr=cfg.lr, momentum=cfg.momentum,
+                                      nesterov=cfg.nesterov and cfg.momentum > 0)
+
+
+def _training_func(cfg: TrainConfig, train_loader: Batches, device: torch.device, label: str,
+                   val_loader: Batches | None, on_epoch_end: EpochCallback | None,
+                   history: dict[str, list[float]]) -> Callable[..., None]:
+    """The training loop of common/train.py (per-step schedule, grad clip, NaN guard, logging) in the
+    shape NNI's TorchEvaluator calls: NNI owns the optimizer (it patches `step` to drive the quantizer),
+    so `fit()`, which builds its own optimizer, cannot be used as is.
+
+    Fake quantization runs in fp32, also on CUDA: bf16 has 8 mantissa bits, as coarse as the int8 grid.
+    """
+
+    def training_func(model: nn.Module, optimizers: torch.optim.Optimizer, training_step: Callable,
+                      lr_schedulers: Any = None, max_steps: int | None = None, max_epochs: int | None = None) -> None:
+        epochs = max_epochs if max_epochs is not None else cfg.epochs
+        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+        scheduler = make_scheduler(optimizers, replace(cfg, epochs=epochs), steps_per_epoch)
+        done = 0
+        for epoch in range(epochs):
+            model.train()
+            header = f"{label} epoch [{epoch + 1}/{epochs}]"
+            logger = MetricLogger()
+            loss_sum, correct, seen = 0.0, 0, 0
+            for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                loss, logits = training_step((x, y), model)
+                loss_val = loss.item()
+                if not math.isfinite(loss_val):
+                    raise NonFiniteLossError(
+                        f"{label}: NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/{epochs}, step "
+                        f"{step}/{steps_per_epoch}; the quantized model diverged (lower the lr, now {cfg.lr:g})")
+                optimizers.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizers.step()
+                scheduler.step()
+                loss_sum += loss_val * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += len(y)
+                logger.update(loss=loss_val, lr=optimizers.param_groups[0]["lr"])
+                done += 1
+                if max_steps is not None and done >= max_steps:
+                    return
+            metrics = {"train_loss": loss_sum / seen, "train_acc": correct / seen}
+            if val_loader is not None:
+                metrics["val_acc"] = evaluate(fp32_exact(model), val_loader, device=device)["accuracy"]
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(v)
+            print(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
+
+    return training_func
+
+
+def _calibration_func(batches: Batches, device: torch.device) -> Callable[..., None]:
+    """PTQ's "training": forward passes in eval mode, no gradients, no weight update. NNI's PTQ tracks
+    min/max in every forward of this pass and turns them into scales afterwards."""
+
+    def calibrate(model: nn.Module, optimizers: Any, training_step: Any, lr_schedulers: Any = None,
+                  max_steps: int | None = None, max_epochs: int | None = None) -> None:
+        with eval_mode(model), torch.no_grad():
+            for i, batch in enumerate(batches):
+                if max_steps is not None and i >= max_steps:
+                    break
+                model(_inputs(batch).to(device))
+
+    return calibrate
+
+
+def _inputs(batch: Any) -> torch.Tensor:
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def take_inputs(batches: Batches, n: int) -> list[torch.Tensor]:
+    """The inputs of the first `n` batches (labels dropped), e.g. as calibration data."""
+    out = []
+    for i, batch in enumerate(batches):
+        if i >= n:
+            break
+        out.append(_inputs(batch))
+    return out
+
+
+# ------------------------------------------------------------------------------------ observation
+
+
+def _observe(quantizer: Any, model: nn.Module, batches: list[torch.Tensor], device: torch.device,
+             reduce: str) -> dict[tuple[str, str], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+    """Run `batches` through the wrapped model and record, per (layer, target), the abs-max
+    (`reduce="absmax"`) or (min, max) (`reduce="minmax"`), per output channel where the target has one."""
+    seen: dict[tuple[str, str], Any] = {}
+
+    def track(wrapper: Any, target_name: str, target: torch.Tensor) -> None:
+        ts = wrapper.quantization_target_spaces.get(target_name)
+        if ts is None or not isinstance(target, torch.Tensor):
+            return
+        t = target.detach()
+        if ts._scaler is not None:
+            lo = ts._scaler.shrink(t, lambda v: v.amin(dim=-1), keepdim=True)
+            hi = ts._scaler.shrink(t, lambda v: v.amax(dim=-1), keepdim=True)
+        else:
+            lo, hi = t.amin(), t.amax()
+        key = (wrapper.name, target_name)
+        if key in seen:
+            lo, hi = torch.minimum(seen[key][0], lo), torch.maximum(seen[key][1], hi)
+        seen[key] = (lo, hi)
+
+    wrappers = [quantizer._module_wrappers[name] for name in quantizer._target_spaces]
+    for w in wrappers:
+        w.register_track_func(track)
+    try:
+        with eval_mode(model), torch.no_grad():
+            for x in batches:
+                model(x.to(device))
+    finally:
+        for w in wrappers:
+            w._track_funcs.remove(track)
+    if reduce == "absmax":
+        return {k: torch.maximum(lo.abs(), hi.abs()) for k, (lo, hi) in seen.items()}
+    return seen
+
+
+def _init_lsq_scales(quantizer: Any, model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
+    """NNI 3.0's LsqQuantizer starts every step size at 0.01 (lsq_quantizer.py `init_scale`, the paper's
+    2<|v|>/sqrt(Qp) init commented out): at 0.01 an unsigned 8-bit input saturates at 2.55, far below a
+    trained ResNet's activations, so a short fine-tune starts from a broken model. We start from
+    min-max step sizes instead (the PTQ model), and LSQ learns from there."""
+    # Set first: NNI's first-forward init must not run, neither now (the observed ranges would come from
+    # a model already clamped at 0.01 steps) nor later (it would reset the step sizes to 0.01).
+    quantizer.is_init = True
+    absmax = _observe(quantizer, model, batches, device, "absmax")  # zero points unset: a float forward
+    for name, spaces in quantizer._target_spaces.items():
+        for target_name, ts in spaces.items():
+            scale = (absmax[(name, target_name)] / ts.qmax).clamp_min(torch.finfo(torch.float32).eps)
+            if ts._scaler is None:
+                scale = scale.reshape(1)
+            ts.scale.data = scale.to(ts.scale.device)
+            setattr(ts._wrapper, ts._zero_point_name, torch.zeros_like(ts.scale.data))
+
+
+def _drop_track_func(quantizer: Any, method: Callable) -> None:
+    for name in quantizer._target_spaces:
+        wrapper = quantizer._module_wrappers[name]
+        wrapper._track_funcs = [f for f in wrapper._track_funcs if getattr(f, "__func__", None) is not method]
+
+
+def _freeze_dorefa_inputs(quantizer: Any, model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
+    """NNI's DoReFa recomputes each input scale from the current batch, also at inference
+    (dorefa_quantizer.py `update_scale_zp`): outputs then depend on what else is in the batch, and an
+    int8 model needs one static scale. After fine-tuning we calibrate it once (min/max over the
+    calibration batches, NNI's own affine formula) and freeze it, so simulated and deployed agree."""
+    from nni.compression.quantization.dorefa_quantizer import DoReFaQuantizer, init_scale_zp
+
+    ranges = _observe(quantizer, model, batches, device, "minmax")
+    _drop_track_func(quantizer, DoReFaQuantizer.update_scale_zp)
+    for name, spaces in quantizer._target_spaces.items():
+        for target_name, ts in spaces.items():
+            if not target_name.startswith("_input_"):
+                continue
+            lo, hi = ranges[(name, target_name)]
+            ts.scale, ts.zero_point = init_scale_zp(hi, lo, ts.qmax, ts.qmin, "affine")
+
+
+# --------------------------------------------------------------------------------------- results
+
+
+def simulated_weights(sim_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The fake-quantized weight of every wrapped layer: exactly what the simulated model computes with."""
+    out = {}
+    for name, module in sim_model.named_modules():
+        wrapper = getattr(module, "_nni_wrapper", None)
+        if wrapper is None or "weight" not in wrapper.quantization_target_spaces:
+            continue
+        ts = wrapper.quantization_target_spaces["weight"]
+        with torch.no_grad():
+            out[name] = wrapper._apply_quant_helper(ts.target, ts).detach().float().cpu().clone()
+    return out
+
+
+def _weight_grid(wrapper: Any, algorithm: str) -> dict[str, Any]:
+    """Per-output-channel scale of the grid the simulated weight lies on (integers = weight / scale)."""
+    ts = wrapper.quantization_target_spaces["weight"]
+    out_channels = ts.target.shape[0]
+    scale = ts.scale.detach().float().cpu().abs().reshape(-1)
+    if algorithm == "dorefa":
+        # w = 2 * (q - zp) * s - 1 with zp = qmin, s = 1 / (qmax - qmin) and qmin = -qmax: w = 2 * s * q.
+        scale = 2 * scale
+    if scale.numel() == 1:
+        scale = scale.expand(out_channels).clone()
+    return {"scale": scale, "zero_point": torch.zeros(out_channels, dtype=torch.int64),
+            "bits": ts.quant_bits, "qmin": -(2 ** (ts.quant_bits - 1) - 1), "qmax": 2 ** (ts.quant_bits - 1) - 1,
+            "axis": 0}
+
+
+def _activation_grid(wrapper: Any, target_name: str, label: str) -> dict[str, Any]:
+    ts = wrapper.quantization_target_spaces[target_name]
+    scale, zero_point = float(ts.scale.detach().reshape(-1)[0]), float(ts.zero_point.detach().reshape(-1)[0])
+    if not (math.isfinite(scale) and scale > 0 and math.isfinite(zero_point)):
+        kind = "input" if target_name.startswith("_input_") else "output"
+        raise QuantizationError(f"{label}: {wrapper.name} got {kind} scale {scale} / zero point {zero_point} "
+                                "from NNI (NaN/inf activations upstream?)")
+    return {"scale": scale, "zero_point": int(round(zero_point)),
+            "bits": ts.quant_bits, "qmin": int(ts.qmin), "qmax": int(ts.qmax)}
+
+
+def _calibration(sim_model: nn.Module, algorithm: str, label: str) -> dict[str, dict[str, dict[str, Any]]]:
+    calib: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, module in sim_model.named_modules():
+        wrapper = getattr(module, "_nni_wrapper", None)
+        if wrapper is None:
+            continue
+        spaces = wrapper.quantization_target_spaces
+        entry = calib.setdefault(name, {})
+        if "weight" in spaces:
+            entry["weight"] = _weight_grid(wrapper, algorithm)
+        if "_input_0" in spaces:
+            entry["input"] = _activation_grid(wrapper, "_input_0", label)
+        if "_output_0" in spaces:
+            entry["output"] = _activation_grid(wrapper, "_output_0", label)
+    return calib
+
+
+def check_calibration(calibration: dict[str, dict[str, dict[str, Any]]], weights: dict[str, torch.Tensor],
+                      label: str) -> float:
+    """Raise QuantizationError on NaN/inf/non-positive scales or weights off their grid; return the
+    largest distance of weight/scale from an integer (0 up to float rounding)."""
+    worst = 0.0
+    for name, targets in calibration.items():
+        for kind in ("input", "output"):
+            a = targets.get(kind)
+            if a is not None and not (math.isfinite(a["scale"]) and a["scale"] > 0):
+                raise QuantizationError(f"{label}: {name} got {kind} scale {a['scale']} from NNI")
+        w = targets.get("weight")
+        if w is None:
+            continue
+        if not (torch.isfinite(w["scale"]).all() and (w["scale"] > 0).all()):
+            raise QuantizationError(f"{label}: layer {name} got non-finite or zero weight scales from NNI")
+        weight = weights[name]
+        if not torch.isfinite(weight).all():
+            raise QuantizationError(f"{label}: layer {name} has NaN/inf weights after quantization")
+        q = weight / w["scale"].view(-1, *([1] * (weight.dim() - 1)))
+        if q.abs().max() > w["qmax"] + 0.01:
+            raise QuantizationError(f"{label}: layer {name} weights exceed the {w['bits']}-bit range of their scale")
+        worst = max(worst, float((q - q.round()).abs().max()))
+    if worst > 1e-2:
+        raise QuantizationError(f"{label}: simulated weights are off their integer grid by {worst:.3g}")
+    return worst
+
+
+def dequantized_model(sim_model: nn.Module, template: nn.Module) -> nn.Module:
+    """A plain float copy of `template` (same architecture as `sim_model` before wrapping) holding the
+    simulated model's state: fake-quantized weights, fine-tuned BatchNorm statistics and biases."""
+    state = {k: v for k, v in sim_model.state_dict().items() if "_nni_wrapper" not in k}
+    state.update({f"{name}.weight": w for name, w in simulated_weights(sim_model).items()})
+    plain = copy.deepcopy(template).cpu()
+    plain.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
+    return plain.eval()
+
+
+class _FP32(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.inner(x.float())
+
+
+def fp32_exact(model: nn.Module) -> nn.Module:
+    """`model` with autocast switched off inside: common.train.evaluate runs CUDA in bf16, which would
+    blur the 8-bit grid of a simulated model. A no-op on CPU."""
+    return model if isinstance(model, _FP32) else _FP32(model)
+
+
+def assert_finite_outputs(model: nn.Module, x: torch.Tensor, label: str) -> None:
+    with eval_mode(model), torch.no_grad():
+        out = fp32_exact(model)(x)
+    if not torch.isfinite(out).all():
+        raise QuantizationError(f"{label}: the quantized model outputs NaN/inf; refusing to report it")
+
+
+# ---------------------------------------------------------------------------------------- the API
+
+
+def quantize_model(
+    model: nn.Module,
+    algorithm: str,
+    bits: int,
+    *,
+    train_loader: Batches,
+    val_loader: Batches | None = None,
+    finetune_cfg: TrainConfig,
+    device: str | torch.device = "cpu",
+    example_input: torch.Tensor,
+    calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
+    on_epoch_end: EpochCallback | None = None,
+) -> tuple[nn.Module, dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
+    """Quantize a copy of `model` with NNI; `model` itself is left untouched.
+
+    Returns `(sim_model, calibration, info)`:
+    - `sim_model`: the NNI-wrapped, fake-quantized model (eval mode), for accuracy and export;
+    - `calibration`: `{module: {"weight" | "input" | "output": {...}}}` with the scales and zero points
+      NNI found, for the targets `config_list` chose. A weight entry holds one scale per output channel
+      of the grid the simulated weight lies on (zero point 0, integers in `qmin..qmax`, `bits`); an
+      activation entry one scale and one zero point in NNI's integer range `qmin..qmax`;
+    - `info`: what was done (algorithm, bits, layers at 8 bits, fine-tune history, seconds).
+
+    PTQ calibrates on `calibration_batches` training batches without training. QAT, LSQ and DoReFa
+    fine-tune for `finetune_cfg.epochs` epochs through `nni.compression.TorchEvaluator`. Raises
+    `QuantizationError` (or `NonFiniteLossError` from training) instead of returning NaN.
+    """
+    from nni.compression import TorchEvaluator
+
+    validate(algorithm, bits)
+    dev = torch.device(device)
+    label = f"{algorithm} {bits}-bit"
+    start = time.perf_counter()
+    sim = copy.deepcopy(model).to(dev).eval()
+    configs = config_list(sim, algorithm, bits)
+    calib_batches = take_inputs(train_loader, calibration_batches)
+    cfg = finetune_cfg
+
+    def training_step(batch: tuple[torch.Tensor, torch.Tensor], m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = m(batch[0])
+        return _loss_fn(cfg)(logits, batch[1]), logits
+
+    history: dict[str, list[float]] = {}
+    if algorithm == "ptq":
+        train_fn = _calibration_func(calib_batches, dev)
+    else:
+        train_fn = _training_func(cfg, train_loader, dev, label, val_loader, on_epoch_end, history)
+    # PTQ's post-processing calls evaluate(); calibration already happened in train_fn.
+    evaluator = TorchEvaluator(train_fn, _nni_optimizer(sim, cfg), training_step, evaluating_func=lambda m: None)
+
+    with quiet_nni():
+        quantizer = _quantizer_class(algorithm)(sim, configs, evaluator)
+        if algorithm == "lsq":
+            _init_lsq_scales(quantizer, sim, calib_batches, dev)
+        if algorithm == "ptq":
+            quantizer.compress(max_steps=len(calib_batches), max_epochs=None)
+        elif cfg.epochs > 0:
+            quantizer.compress(max_steps=None, max_epochs=cfg.epochs)
+        else:
+            # Zero fine-tune epochs: the quantizer still needs one forward to set its scales (QAT tracks
+            # them in training mode, DoReFa at its first forward); run calibration batches instead.
+            _prime_without_training(quantizer, sim, calib_batches, dev, algorithm)
+        if algorithm == "dorefa":
+            _freeze_dorefa_inputs(quantizer, sim, calib_batches, dev)
+        if algorithm == "ptq":
+            # PTQ keeps tracking min/max in every later forward (its scales are already computed): a third
+            # of the simulated model's inference time, and it would make NNI's reported ranges drift.
+            _drop_track_func(quantizer, type(quantizer).track_min_max_val)
+    sim.eval()
+
+    calibration = _calibration(sim, algorithm, label)
+    weights = simulated_weights(sim)
+    grid_error = check_calibration(calibration, weights, label)
+    assert_finite_outputs(sim, example_input.to(dev), label)
+    eight_bit = sorted(n for n, c in calibration.items() if "weight" in c and c["weight"]["bits"] == 8)
+    info = {
+        "algorithm": algorithm,
+        "nni_quantizer": type(quantizer).__name__,
+        "weight_bits": bits,
+        "activation_bits": ACTIVATION_BITS,
+        "quantized_layers": sum("weight" in c for c in calibration.values()),
+        "quantized_outputs": sum("output" in c for c in calibration.values()),
+        "layers_kept_at_8_bits": eight_bit if bits < 8 else [],
+        "finetune_epochs": 0 if algorithm == "ptq" else cfg.epochs,
+        "calibration_batches": len(calib_batches),
+        "weight_grid_error": grid_error,
+        "history": history,
+        "seconds": time.perf_counter() - start,
+    }
+    return sim, calibration, info
+
+
+def _prime_without_training(quantizer: Any, model: nn.Module, batches: list[torch.Tensor],
+                            device: torch.device, algorithm: str) -> None:
+    if algorithm == "qat":
+        # QAT only tracks ranges in training mode; BN must stay in eval so its statistics are not touched.
+        with torch.no_grad():
+            model.train()
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+            for x in batches:
+                model(x.to(device))
+        model.eval()
+        return
+    with eval_mode(model), torch.no_grad():
+        for x in batches:
+            model(x.to(device))
+    if hasattr(quantizer, "is_init"):
+        quantizer.is_init = True

@@ -1,0 +1,46 @@
+"""End to end: the quantization smoke experiment through nnictl, exactly as a user starts it."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.nnictl_utils import ROOT, Experiment
+
+CONFIG = ROOT / "experiments" / "quant" / "config.smoke.yml"
+KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_acc", "int8_val_acc", "int8_test_acc",
+        "dense_test_acc", "agreement_val", "agreement_test",
+        "torch_fp32_ms_b1", "torch_fp32_ms_b64", "ort_fp32_ms_b1", "ort_fp32_ms_b64", "int8_ms_b1", "int8_ms_b64",
+        "dense_torch_fp32_ms_b1", "dense_torch_fp32_ms_b64", "speedup_b1", "speedup_b64",
+        "speedup_vs_ort_fp32_b1", "speedup_vs_ort_fp32_b64", "latency_runtime",
+        "int8_bytes", "packed_bytes", "dense_fp32_onnx_bytes", "size_ratio", "packed_size_ratio",
+        "activations_from_nni", "activations_from_ort", "weights_from_nni", "integer_kernels", "int8_model",
+        "algorithm", "bits", "start", "profile"}
+
+
+@pytest.mark.e2e
+def test_quant_smoke_experiment_through_nnictl(tmp_path):
+    space = json.loads((CONFIG.parent / "search_space.json").read_text())
+    with Experiment(CONFIG, tmp_path) as exp:
+        status = exp.wait(timeout_s=1200)
+        trials = exp.trials()
+        logs = {t["id"]: exp.trial_log(t["id"]) for t in trials if t["status"] != "SUCCEEDED"}
+        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}"
+        assert len(trials) == 4
+        assert all(t["status"] == "SUCCEEDED" for t in trials), logs
+        for t in trials:
+            r = t["result"]
+            assert set(r) >= KEYS, f"missing keys {KEYS - set(r)}"
+            assert r["algorithm"] in space["algorithm"]["_value"] and r["bits"] in space["bits"]["_value"]
+            assert r["start"] in space["start"]["_value"] and r["profile"] == "smoke"
+            assert r["default"] == r["int8_val_acc"] == r["val_acc"]  # the deployed model is what is tuned
+            numbers = [v for v in r.values() if isinstance(v, float)]
+            assert all(math.isfinite(v) for v in numbers), r
+            assert 0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["agreement_test"] <= 1.0
+            assert r["integer_kernels"] is True and r["weights_from_nni"] >= 21
+            assert r["size_ratio"] < 0.3 and r["packed_bytes"] < r["dense_fp32_onnx_bytes"]
+            if r["bits"] == 4:
+                assert "4-bit weights run as int8" in r["latency_runtime"]
+                assert r["packed_bytes"] < 0.6 * r["int8_bytes"]
+            assert Path(r["int8_model"]).is_file()  # the deployed model is kept in the trial's output dir

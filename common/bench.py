@@ -2,6 +2,7 @@
 
     python -m common.bench pruning      # dense vs 50% FPGM ResNet-18: params, FLOPs, latency b1/b64
     python -m common.bench data         # tensor loader vs torchvision DataLoader images/s
+    python -m common.bench quant        # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
     python -m common.bench all --json results/bench.json
 
 Latency is the median of many forwards at a fixed thread count, the compared models interleaved
@@ -17,10 +18,12 @@ import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from common import nni_compat  # noqa: F401
+from common.bench_quant import benchmark_quant, print_quant
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from common.models import resnet18
 from common.pruning import prune_model
@@ -81,9 +84,10 @@ def print_data(r: dict) -> None:
     print(f"speed-up vs the faster DataLoader: {r['speedup']:.1f}x")
 
 
-BENCHES: dict[str, tuple[Callable[[], dict], Callable[[dict], None]]] = {
+BENCHES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "pruning": (bench_pruning, print_pruning),
     "data": (bench_data, print_data),
+    "quant": (benchmark_quant, print_quant),
 }
 
 

@@ -52,7 +52,9 @@ class Experiment:
         self.config = tmp_path / "config.yml"
         self.config.write_text(yaml.safe_dump(cfg))
         # `env` adds to the environment of nnictl, the NNI manager and (on the local platform) every trial.
-        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path / "suite-home"), **(env or {})}
+        # One artifact cache per pytest session (tmp_path's parent is pytest's base temp dir): entries are keyed by
+        # content, so experiments share the smoke baseline exactly as a user's experiments do, built once.
+        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path.parent / "smoke-suite-home"), **(env or {})}
         self.id: str | None = None
         self.started = False
 

@@ -154,3 +154,18 @@ def fake_imagefolder_dir(tmp_path: Path) -> FakeImageFolder:
     for name, count in val_counts.items():
         write("val", name, count)
     return FakeImageFolder(tmp_path, tuple(sorted(colours)), colours, 4, val_counts)
+
+
+@pytest.fixture
+def tuner(monkeypatch: pytest.MonkeyPatch):
+    """Pretend to run inside an NNI trial whose tuner sends `params` (call the fixture with them)."""
+
+    def send(params: dict) -> None:
+        import nni
+
+        from common import trial
+
+        monkeypatch.setattr(trial, "in_nni_trial", lambda: True)
+        monkeypatch.setattr(nni, "get_next_parameter", lambda: params)
+
+    return send

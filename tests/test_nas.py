@@ -119,17 +119,6 @@ def nas_parser():
     return get_parser()
 
 
-@pytest.fixture
-def tuner(monkeypatch):
-    def send(params):
-        import nni
-
-        monkeypatch.setattr(trial, "in_nni_trial", lambda: True)
-        monkeypatch.setattr(nni, "get_next_parameter", lambda: params)
-
-    return send
-
-
 def test_trial_flags_default_to_resnet18():
     args = trial.parse_params(nas_parser(), [])
     assert nas.candidate_from_args(args) == DEFAULT_CANDIDATE

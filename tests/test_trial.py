@@ -20,19 +20,6 @@ def prune_parser():
     return get_parser()
 
 
-@pytest.fixture
-def tuner(monkeypatch):
-    """Pretend to run inside an NNI trial whose tuner sends `params`."""
-
-    def send(params):
-        import nni
-
-        monkeypatch.setattr(trial, "in_nni_trial", lambda: True)
-        monkeypatch.setattr(nni, "get_next_parameter", lambda: params)
-
-    return send
-
-
 def test_flags_alone_outside_nni():
     args = trial.parse_params(prune_parser(), ["--pruner", "l1", "--sparsity", "0.3"])
     assert (args.pruner, args.sparsity, args.profile) == ("l1", 0.3, "smoke")

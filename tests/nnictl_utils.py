@@ -82,13 +82,17 @@ class Experiment:
     def wait(self, timeout_s: float) -> str:
         """Wait until the experiment ends; return its final status (DONE, ERROR, ...)."""
         deadline = time.time() + timeout_s
-        status = "UNKNOWN"
+        status, idle_since = "UNKNOWN", None
         while time.time() < deadline:
             status = self.api("check-status")["status"]
-            if status in ("DONE", "STOPPED", "ERROR", "NO_MORE_TRIAL"):
-                # NO_MORE_TRIAL: all trials submitted; wait for the running ones to finish.
-                jobs = self.api("trial-jobs")
-                if status != "NO_MORE_TRIAL" or all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
+            if status in ("DONE", "STOPPED", "ERROR"):
+                return status
+            if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING")
+                                                 for j in self.api("trial-jobs")):
+                # The manager flips NO_MORE_TRIAL to DONE a moment after the last trial ends; give it that
+                # moment instead of racing it, but do not wait forever on a manager that never does.
+                idle_since = idle_since or time.time()
+                if time.time() - idle_since > 60:
                     return status
             time.sleep(3)
         raise TimeoutError(f"experiment {self.id} still {status} after {timeout_s:.0f}s; logs in {self.tmp}")

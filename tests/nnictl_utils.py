@@ -97,6 +97,17 @@ class Experiment:
             time.sleep(3)
         raise TimeoutError(f"experiment {self.id} still {status} after {timeout_s:.0f}s; logs in {self.tmp}")
 
+    def run_to_end(self, n_trials: int, timeout_s: float) -> list[dict]:
+        """Wait for the end; assert the experiment is DONE with `n_trials` trials, all SUCCEEDED (failed trials'
+        logs in the message); return the trials."""
+        status = self.wait(timeout_s)
+        trials = self.trials()
+        logs = {t["id"]: self.trial_log(t["id"]) for t in trials if t["status"] != "SUCCEEDED"}
+        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}"
+        assert len(trials) == n_trials, f"{len(trials)} trials, expected {n_trials}"
+        assert all(t["status"] == "SUCCEEDED" for t in trials), logs
+        return trials
+
     def trials(self) -> list[dict]:
         """Each trial's status and its final result (parsed from the reported JSON)."""
         out = []

@@ -19,11 +19,7 @@ BUDGETS = {"params": 250_000}  # what the smoke configs' --max-params says
 def run_search(config, tmp_path, **overrides):
     started = time.time()
     with Experiment(config, tmp_path, **overrides) as exp:
-        status = exp.wait(timeout_s=900)
-        trials = exp.trials()
-        logs = {t["id"]: exp.trial_log(t["id"]) for t in trials if t["status"] != "SUCCEEDED"}
-        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}"
-        assert len(trials) == 6 and all(t["status"] == "SUCCEEDED" for t in trials), logs
+        trials = exp.run_to_end(n_trials=6, timeout_s=900)
         smoke = subspace(SMOKE_RESTRICTION)
         for t in trials:
             r = t["result"]

@@ -7,7 +7,10 @@ quantizes and deploys the same kind of module graph.
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -184,3 +187,21 @@ def load_resized(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Mo
         model.set_submodule(name, new)
     model.load_state_dict(state_dict)
     return model
+
+
+def load_arch(value: str | os.PathLike) -> str | dict:
+    """`resnet18`, or the architecture JSON that `python -m common.nas export` wrote, checked to build."""
+    if str(value) == "resnet18":
+        return "resnet18"
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"--arch {value!r}: no such file; give 'resnet18' or the JSON written by "
+                         "`python -m common.nas export <experiment-id> --out best_arch.json`")
+    try:
+        arch = json.loads(path.read_text())
+        if not isinstance(arch, dict):
+            raise TypeError(f"expected a JSON object, got {type(arch).__name__}")
+        to_spec(arch)
+    except (json.JSONDecodeError, TypeError, ValueError, KeyError) as err:
+        raise ValueError(f"--arch {path}: not an architecture JSON from `python -m common.nas export` ({err})") from err
+    return arch

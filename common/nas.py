@@ -206,6 +206,7 @@ def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | 
             "delta_test_acc": acc["test_acc"] - base_acc["test_acc"],
             **{f"baseline_latency_ms_b{b}": ms for b, ms in lat["baseline"].items()},
             **{f"speedup_b{b}": lat["baseline"][b] / lat["model"][b] for b in lat["model"]},
+            **{f"latency_ratio_b{b}": lat["model"][b] / lat["baseline"][b] for b in lat["model"]},
         }
     return metrics
 

@@ -11,6 +11,14 @@ MnasNet (Tan et al., 2019) shapes its reward with a hard target (beta = -1 by de
 - scale-free: 10 % over a latency budget costs the same as 10 % over a params budget.
 `power` (flag `--budget-power`) sets how hard: 1 means 2x over budget halves the objective.
 
+`--budget-penalty hard` makes the budget a constraint instead of a trade-off: over budget,
+
+    default = accuracy * prod_k min(1, budget_k / value_k) ** power - 1      (always < 0)
+
+so every trial within budget (default = accuracy >= 0) outranks every trial over it, and the
+tuner's best trial meets the budget whenever any trial does; among over-budget trials the order
+is still the soft one (closer to the budget, more accurate: better).
+
 A budget names a metric the trial reports (`latency_ms_b1`, `params`, ...) and its maximum, so
 the experiment config's trialCommand flags (`--max-latency-ms-b1 5 --max-params 2e6`) say
 exactly what `default` means; the trial still reports every raw metric beside it.
@@ -24,9 +32,13 @@ from collections.abc import Mapping
 from typing import Any
 
 # flag dest -> (metric the budget caps, help). One table, so flags, parsing and docs cannot drift.
+PENALTIES = ("soft", "hard")
 BUDGET_FLAGS: dict[str, tuple[str, str]] = {
     "max_latency_ms_b1": ("latency_ms_b1", "max median latency (ms) of one image"),
     "max_latency_ms_b64": ("latency_ms_b64", "max median latency (ms) of a batch of 64"),
+    "max_latency_ratio_b1": ("latency_ratio_b1", "max latency of one image as a fraction of dense ResNet-18's "
+                             "(measured interleaved in the same trial)"),
+    "max_latency_ratio_b64": ("latency_ratio_b64", "max latency of a batch of 64 as a fraction of dense ResNet-18's"),
     "max_params": ("params", "max parameter count"),
     "max_params_ratio": ("params_ratio", "max parameters as a fraction of ResNet-18's"),
     "max_flops": ("flops", "max FLOPs of one image"),
@@ -42,6 +54,8 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
                            help=f"{text} (metric `{metric}`); unset: no budget")
     group.add_argument("--budget-power", type=float, default=1.0,
                        help="penalty exponent over budget (MnasNet's -beta); larger is harsher")
+    group.add_argument("--budget-penalty", default="soft", choices=PENALTIES,
+                       help="soft: a trade-off; hard: any trial within budget outranks every trial over it")
 
 
 def budgets_from_args(args: argparse.Namespace) -> dict[str, float]:
@@ -78,14 +92,17 @@ def budget_factor(metrics: Mapping[str, Any], budgets: Mapping[str, float] | Non
 
 
 def objective(metrics: Mapping[str, Any], accuracy_key: str = "val_acc",
-              budgets: Mapping[str, float] | None = None, power: float = 1.0) -> float:
+              budgets: Mapping[str, float] | None = None, power: float = 1.0, penalty: str = "soft") -> float:
     """The experiment's `default`: metrics[accuracy_key], penalised over budget (see module doc)."""
+    if penalty not in PENALTIES:
+        raise ValueError(f"unknown budget penalty {penalty!r}; choose one of {', '.join(PENALTIES)}")
     if accuracy_key not in metrics:
         raise ValueError(f"accuracy key {accuracy_key!r} not among the metrics {sorted(metrics)}")
     accuracy = float(metrics[accuracy_key])
     if not math.isfinite(accuracy) or accuracy < 0:
         raise ValueError(f"{accuracy_key} = {accuracy!r}; the budget penalty needs a finite accuracy >= 0")
-    return accuracy * budget_factor(metrics, budgets, power)
+    factor = budget_factor(metrics, budgets, power)
+    return accuracy * factor - (1.0 if penalty == "hard" and factor < 1.0 else 0.0)
 
 
 def budget_metrics(metrics: Mapping[str, Any], budgets: Mapping[str, float] | None,

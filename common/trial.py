@@ -26,6 +26,7 @@ from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from common.models import arch_key, build_model, load_resized
+from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective
 from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import prune_model
 from common.pruning import validate as validate_pruning
@@ -47,6 +48,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     # Hyperband/BOHB add NNI's key `TRIAL_BUDGET` to every parameter set; this dest lets merge_parameter accept it.
     p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
                    help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
+    add_budget_arguments(p)  # every experiment can say what `default` means under a budget (common/objective.py)
     return p
 
 
@@ -66,6 +68,7 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     if tuned:
         merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
         _check_choices(parser, args, tuned)
+    budgets_from_args(args)  # a bad budget fails here, in seconds, not after training
     return args
 
 
@@ -241,6 +244,7 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
         **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
         **{f"dense_latency_ms_b{b}": ms for b, ms in lat["dense"].items()},
         **{f"speedup_b{b}": lat["dense"][b] / lat["model"][b] for b in LATENCY_BATCHES},
+        **{f"latency_ratio_b{b}": lat["model"][b] / lat["dense"][b] for b in LATENCY_BATCHES},
     }
 
 
@@ -260,6 +264,16 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     if not in_nni_trial():
         print("FINAL " + json.dumps(result, sort_keys=True), flush=True)
     return result
+
+
+def report_objective(metrics: dict[str, Any], args: argparse.Namespace,
+                     accuracy_key: str = "val_acc") -> dict[str, Any]:
+    """Report with `default` = the budget-aware objective of `metrics[accuracy_key]` (validation accuracy:
+    tuners select on the held-out split; test accuracy is reported beside it) and why it was penalised."""
+    budgets = budgets_from_args(args)
+    metrics = {**metrics, **budget_metrics(metrics, budgets, args.budget_power)}
+    value = objective(metrics, accuracy_key, budgets, args.budget_power, args.budget_penalty)
+    return report_final(value, metrics, args)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 
 import _path  # noqa: F401
 
-from common.trial import base_parser, parse_params, report_final, run_main, start_session
+from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
 def main() -> None:
@@ -18,7 +18,7 @@ def main() -> None:
 
     metrics = {"accuracy": acc["test_acc"], **acc, **session.describe(dense),
                **{f"latency_ms_b{b}": ms for b, ms in latency.items()}}
-    report_final(acc["val_acc"], metrics, args)
+    report_objective(metrics, args)
 
 
 if __name__ == "__main__":

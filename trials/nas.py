@@ -10,14 +10,12 @@ import _path  # noqa: F401
 
 from common.models import arch_key
 from common.nas import add_candidate_arguments, arch_dict, candidate_from_args, candidate_metrics
-from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective
-from common.trial import base_parser, parse_params, report_final, run_main, start_session
+from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
 def get_parser():
     parser = base_parser(__doc__)
     add_candidate_arguments(parser)
-    add_budget_arguments(parser)
     parser.add_argument("--compare-baseline", action="store_true",
                         help="also report the cached ResNet-18's accuracy and interleaved latency")
     return parser
@@ -25,9 +23,7 @@ def get_parser():
 
 def main() -> None:
     args = parse_params(get_parser())
-    # Validate before any data or training: a bad candidate or budget must fail in seconds.
-    candidate = candidate_from_args(args)
-    budgets = budgets_from_args(args)
+    candidate = candidate_from_args(args)  # before any data or training: a bad candidate must fail in seconds
     session = start_session(args)
 
     arch = arch_dict(candidate)
@@ -35,9 +31,7 @@ def main() -> None:
     baseline = session.dense_model("resnet18")[0] if args.compare_baseline else None
 
     metrics = {"arch": arch_key(arch), **candidate_metrics(session, model, baseline)}
-    metrics |= budget_metrics(metrics, budgets, args.budget_power)
-    # val_acc, not test_acc: the tuner selects on the held-out validation split; test is reported beside it.
-    report_final(objective(metrics, "val_acc", budgets, args.budget_power), metrics, args)
+    report_objective(metrics, args)
 
 
 if __name__ == "__main__":

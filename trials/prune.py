@@ -7,7 +7,7 @@ fine-tune → measure next to the dense model → report to NNI.
 import _path  # noqa: F401
 
 from common.pruning import PRUNERS, validate
-from common.trial import base_parser, compression_metrics, parse_params, report_final, run_main, start_session
+from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session
 
 
 def get_parser():
@@ -27,7 +27,7 @@ def main() -> None:
 
     metrics = compression_metrics(session, pruned, dense)
     metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]
-    report_final(metrics["val_acc"], metrics, args)
+    report_objective(metrics, args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,181 @@
+"""The quantize → deploy → measure stage that the quantization and pipeline trials share.
+
+`quantize_deploy_measure(session, start, {"dense": resnet18, ...}, ...)` quantizes `start` with an NNI
+quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's TorchEvaluator), deploys the
+result as a real int8 ONNX Runtime model carrying NNI's scales, and measures, in one process:
+
+- accuracy (val and test) of every model: the references, `start`, NNI's simulation (`sim`) and the
+  deployed `int8` model, and how often simulation and deployment agree;
+- CPU latency, all models interleaved in one call at one thread count: each fp32 model in torch,
+  `start` in fp32 ONNX Runtime (so the int8 gain alone is visible), the int8 model;
+- size: fp32 ONNX bytes of each, int8 bytes, and what a packed `bits`-wide format would store;
+- params and FLOPs of each fp32 model (the int8 model has `start`'s).
+
+Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`, `latency_ms_b1`,
+`speedup_b64`, ...) describe the deployed int8 model, and every ratio and Δ compares it with the
+reference named `dense`. A reference that is the same object as `start` or as another reference is
+measured once and reported under each name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from common.deploy import OrtModule, deploy_int8, export_fp32, packed_weight_bytes
+from common.metrics import measure_latency
+from common.quantization import (
+    ALGORITHMS,
+    BITS,
+    DEFAULT_CALIBRATION_BATCHES,
+    dequantized_model,
+    fp32_exact,
+    quantize_model,
+    simulated_weights,
+    take_inputs,
+)
+from common.train import predict
+from common.trial import LATENCY_BATCHES, Session, report_intermediate
+
+SPLITS = ("val", "test")
+DEPLOYED_MODEL_FILE = "model.int8.onnx"
+
+
+def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algorithm", default="qat", choices=ALGORITHMS, help="NNI quantizer")
+    parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
+    parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
+                        help="training batches for PTQ / ONNX Runtime calibration")
+
+
+def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a == b).float().mean())
+
+
+def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], dict[str, str]]:
+    """The models to measure (first name of each distinct object) and every name's measured name."""
+    unique: dict[str, nn.Module] = {}
+    alias: dict[str, str] = {}
+    for name, model in models.items():
+        first = next((n for n, m in unique.items() if m is model), None)
+        if first is None:
+            unique[name] = model
+        alias[name] = first or name
+    return unique, alias
+
+
+def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapping[str, nn.Module], *,
+                            algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
+                            start_name: str = "start") -> dict[str, Any]:
+    """Quantize `start`, deploy it as int8 ONNX Runtime, measure it beside `references` (see module doc).
+
+    `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
+    The deployed model is copied to the NNI trial's output directory (key `int8_model`) when there is one.
+    """
+    if "dense" not in references:
+        raise ValueError(f"references need a 'dense' model to compare with; got {sorted(references)}")
+    if start_name in references or start_name in ("sim", "int8"):
+        raise ValueError(f"start_name {start_name!r} collides with another model's name")
+    loaders, device, example = session.loaders, session.device, session.example_input
+    labels = {"val": session.splits.val_labels, "test": session.splits.test_labels}
+    fp32, alias = _distinct({start_name: start, **references})
+    latency_threads = session.args.latency_threads
+
+    # Quantize: NNI wraps a copy of `start`; PTQ calibrates, the others fine-tune (epochs reported to NNI).
+    sim, calibration, qinfo = quantize_model(
+        start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
+        finetune_cfg=session.finetune_config(), device=device, example_input=example,
+        calibration_batches=calibration_batches, on_epoch_end=report_intermediate)
+    sim = fp32_exact(sim)
+    seconds = {"quantize": qinfo["seconds"]}
+
+    with tempfile.TemporaryDirectory(prefix="int8-stage-") as tmp:
+        workdir = Path(tmp)
+        # Deploy: BN-folded ONNX, NNI's scales pinned as Q/DQ, checked to run on ORT's integer kernels.
+        t0 = time.perf_counter()
+        deployment = deploy_int8(dequantized_model(sim.inner, start), calibration, workdir, example,
+                                 take_inputs(loaders["train"], calibration_batches))
+        onnx_fp32 = {name: export_fp32(m, workdir / f"{name}.fp32.onnx", example) for name, m in fp32.items()}
+        int8 = OrtModule(deployment.int8_path, threads=latency_threads)
+        seconds["deploy"] = time.perf_counter() - t0
+        print(f"deployed: {deployment.info['integer_ops']} in {seconds['deploy']:.0f}s", flush=True)
+
+        # Accuracy of what NNI simulated, of what ships and of every fp32 model (one pass each).
+        t0 = time.perf_counter()
+        preds = {name: {split: predict(m, loaders[split], device=device) for split in SPLITS}
+                 for name, m in {**fp32, "sim": sim, "int8": int8}.items()}
+        seconds["evaluate"] = time.perf_counter() - t0
+
+        # Latency on the CPU the int8 model runs on, every model interleaved in one call (same thread count).
+        t0 = time.perf_counter()
+        timed = {**{f"{name}_torch_fp32": copy.deepcopy(m).cpu() for name, m in fp32.items()},
+                 f"{start_name}_ort_fp32": OrtModule(onnx_fp32[start_name], threads=latency_threads), "int8": int8}
+        lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]),
+                              threads=latency_threads, warmup=session.profile.latency_warmup,
+                              repeats=session.profile.latency_repeats, device="cpu")
+        seconds["latency"] = time.perf_counter() - t0
+        sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
+        int8_bytes = os.path.getsize(deployment.int8_path)
+        kept = _keep(deployment.int8_path)
+
+    described = {name: session.describe(m) for name, m in fp32.items()}
+    names = [start_name, *references]
+    acc = {name: {split: _agreement(p[split], labels[split]) for split in SPLITS} for name, p in preds.items()}
+    acc |= {name: acc[alias[name]] for name in names}
+    lat |= {f"{name}_torch_fp32": lat[f"{alias[name]}_torch_fp32"] for name in names}
+    batches = LATENCY_BATCHES
+    dense_lat, dense_bytes = lat["dense_torch_fp32"], sizes[alias["dense"]]
+    packed = packed_weight_bytes(calibration, simulated_weights(sim.inner))
+    return {
+        # Headline: the deployed int8 model, against the dense reference.
+        "accuracy": acc["int8"]["test"], "val_acc": acc["int8"]["val"], "test_acc": acc["int8"]["test"],
+        **{f"{name}_{split}_acc": a[split] for name, a in acc.items() for split in SPLITS},
+        "delta_test_acc": acc["int8"]["test"] - acc["dense"]["test"],
+        "agreement_val": _agreement(preds["sim"]["val"], preds["int8"]["val"]),
+        "agreement_test": _agreement(preds["sim"]["test"], preds["int8"]["test"]),
+        **{f"latency_ms_b{b}": lat["int8"][b] for b in batches},
+        **{f"{name}_ms_b{b}": per[b] for name, per in lat.items() for b in batches},
+        **{f"speedup_b{b}": dense_lat[b] / lat["int8"][b] for b in batches},
+        **{f"latency_ratio_b{b}": lat["int8"][b] / dense_lat[b] for b in batches},
+        **{f"speedup_vs_ort_fp32_b{b}": lat[f"{start_name}_ort_fp32"][b] / lat["int8"][b] for b in batches},
+        **{f"speedup_vs_{start_name}_b{b}": lat[f"{start_name}_torch_fp32"][b] / lat["int8"][b] for b in batches},
+        "latency_runtime": "onnxruntime CPU int8" + (" (4-bit weights run as int8)" if bits < 8 else ""),
+        "size_mb": int8_bytes / 1e6, "int8_bytes": int8_bytes, "packed_bytes": packed,
+        "size_ratio": int8_bytes / dense_bytes, "packed_size_ratio": packed / dense_bytes,
+        **{f"{name}_fp32_onnx_bytes": sizes[alias[name]] for name in names},
+        "dense_size_mb": dense_bytes / 1e6,
+        "params": described[alias[start_name]]["params"], "flops": described[alias[start_name]]["flops"],
+        **{f"{name}_{k}": described[alias[name]][k] for name in names for k in ("params", "flops")},
+        "params_ratio": described[alias[start_name]]["params"] / described[alias["dense"]]["params"],
+        "flops_ratio": described[alias[start_name]]["flops"] / described[alias["dense"]]["flops"],
+        # What NNI and the deployment did.
+        **{k: qinfo[k] for k in ("weight_bits", "activation_bits", "nni_quantizer")},
+        "quant_finetune_epochs": qinfo["finetune_epochs"],
+        "layers_kept_at_8_bits": len(qinfo["layers_kept_at_8_bits"]),
+        **{f"seconds_{k}": v for k, v in seconds.items()},
+        **{k: deployment.info[k] for k in ("activations_from_nni", "activations_from_ort", "weights_from_nni",
+                                           "weights_from_ort", "integer_kernels")},
+        "shared_input_conflicts": len(deployment.info["shared_input_conflicts"]),
+        "integer_ops": sum(deployment.info["integer_ops"].values()),
+        "int8_model": kept,
+    }
+
+
+def _keep(int8_path: Path) -> str:
+    """Copy the deployed model into the NNI trial's output directory, if there is one."""
+    out = os.environ.get("NNI_OUTPUT_DIR")
+    if not out:
+        return ""
+    target = Path(out) / DEPLOYED_MODEL_FILE
+    shutil.copyfile(int8_path, target)
+    return str(target)

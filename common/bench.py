@@ -3,6 +3,7 @@
     python -m common.bench pruning      # dense vs 50% FPGM ResNet-18: params, FLOPs, latency b1/b64
     python -m common.bench data         # tensor loader vs torchvision DataLoader images/s
     python -m common.bench quant        # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
+    python -m common.bench pipeline     # the pipeline trial's default output vs dense fp32 ResNet-18, trained (smoke)
     python -m common.bench all --json results/bench.json
 
 Latency is the median of many forwards at a fixed thread count, the compared models interleaved
@@ -84,10 +85,60 @@ def print_data(r: dict) -> None:
     print(f"speed-up vs the faster DataLoader: {r['speedup']:.1f}x")
 
 
+# Issue 5, "Done when": the pipeline's default output (50% FPGM, QAT int8, deployed) against dense fp32 torch.
+PIPELINE_TARGETS = {"speedup_b1": 6.0, "speedup_b64": 6.0, "size_ratio": 0.10}
+
+
+def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
+    """The pipeline trial's defaults (ResNet-18 → FPGM 50% → QAT 8-bit → int8 ORT), trained on the profile's
+    data in a throwaway cache, measured at 1 thread and at all cores. Accuracy is the profile's (smoke: synthetic)."""
+    import tempfile
+    from dataclasses import replace
+
+    from common.stages import compress_pipeline
+    from common.trial import base_parser, start_session
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as home:
+        for threads in _thread_settings():
+            args = base_parser("").parse_args(["--profile", profile, "--latency-threads", str(threads),
+                                               "--cache-dir", f"{home}/artifacts", "--data-dir", f"{home}/data"])
+            session = start_session(args)
+            session.profile = replace(session.profile, latency_repeats=repeats, latency_warmup=5)
+            m = compress_pipeline(session, "resnet18", pruner="fpgm", sparsity=0.5, algorithm="qat", bits=8)
+            targets = {k: {"value": m[k], "target": t, "met": m[k] <= t if k == "size_ratio" else m[k] >= t}
+                       for k, t in PIPELINE_TARGETS.items()}
+            results.append({"threads": threads, "profile": profile, "dataset": session.profile.dataset,
+                            "targets": targets, **{k: v for k, v in m.items() if isinstance(v, (int, float, str))}})
+    return results
+
+
+def print_pipeline(results: list[dict]) -> None:
+    r0 = results[0]
+    print(f"\n## Pipeline default (ResNet-18, FPGM 50%, NNI QAT 8-bit, ONNX Runtime int8) vs dense fp32 torch "
+          f"({r0['profile']} profile, {r0['dataset']} data)")
+    print(f"bytes: dense fp32 ONNX {r0['dense_fp32_onnx_bytes']:,}  deployed int8 {r0['int8_bytes']:,} "
+          f"(x{r0['size_ratio']:.3f}); params x{r0['params_ratio']:.3f}")
+    print(f"test accuracy: dense {r0['dense_test_acc']:.4f}  pruned {r0['pruned_test_acc']:.4f}  "
+          f"deployed int8 {r0['int8_test_acc']:.4f} (Δ {100 * r0['delta_test_acc']:+.2f} pt)")
+    print("| threads | batch | dense torch fp32 ms | pruned torch fp32 ms | deployed int8 ms | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        for b in BATCHES:
+            ms = [r[f"{m}_ms_b{b}"] for m in ("dense_torch_fp32", "pruned_torch_fp32", "int8")]
+            print(f"| {r['threads']} | {b} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} | {r[f'speedup_b{b}']:.2f}x |")
+    for r in results:
+        for name, t in r["targets"].items():
+            op = "<=" if name == "size_ratio" else ">="
+            print(f"threads {r['threads']}: {name} = {t['value']:.3f} (target {op} {t['target']}): "
+                  f"{'met' if t['met'] else 'NOT met'}")
+
+
 BENCHES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "pruning": (bench_pruning, print_pruning),
     "data": (bench_data, print_data),
     "quant": (benchmark_quant, print_quant),
+    "pipeline": (bench_pipeline, print_pipeline),
 }
 
 

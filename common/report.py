@@ -126,14 +126,14 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     dense_acc = [r["dense_test_acc"] for r in ok if "dense_test_acc" in r]
     dense_acc += [r["test_acc"] for r in ok if r.get("trial") == "baseline"]
     if dense_acc:
-        base = next((r for r in ok if r.get("trial") == "baseline"), None)
-        ref = next((r for r in ok if "dense_latency_ms_b1" in r), None)
+        base = next((r for r in ok if r.get("trial") == "baseline"), {})
+        ref = next((r for r in ok if _dense_latency(r, 1) is not None), {})
         mean, std = _mean_std(dense_acc)
         rows.append({
             "model": "dense ResNet-18 (baseline)", "accuracy": _fmt_pct(mean, std), "delta": "–",
-            "size_mb": (base or {}).get("size_mb") or (ref or {}).get("dense_size_mb"), "size_ratio": 1.0,
-            "latency_ms_b1": (ref or base or {}).get("dense_latency_ms_b1", (base or {}).get("latency_ms_b1")),
-            "latency_ms_b64": (ref or base or {}).get("dense_latency_ms_b64", (base or {}).get("latency_ms_b64")),
+            "size_mb": base.get("size_mb") or ref.get("dense_size_mb"), "size_ratio": 1.0,
+            "latency_ms_b1": _dense_latency(ref, 1) or base.get("latency_ms_b1"),
+            "latency_ms_b64": _dense_latency(ref, 64) or base.get("latency_ms_b64"),
             "speedup_b1": 1.0, "speedup_b64": 1.0, "trials": len(dense_acc),
         })
     for kind, label in STAGES:
@@ -149,6 +149,54 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "speedup_b1": best.get("speedup_b1"), "speedup_b64": best.get("speedup_b64"), "trials": len(stage),
         })
     return rows
+
+
+def _dense_latency(result: dict[str, Any], batch: int) -> float | None:
+    """The dense model's latency as the trial measured it beside its own (prune: torch; quant, pipeline: torch)."""
+    return result.get(f"dense_latency_ms_b{batch}", result.get(f"dense_torch_fp32_ms_b{batch}"))
+
+
+# What each step of the combined pipeline did, from its flat keys: (label, accuracy prefix, latency key
+# prefix, size key, params key). `arch` is the trained architecture before pruning.
+PIPELINE_STEPS: tuple[tuple[str, str, str, str, str | None], ...] = (
+    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense_torch_fp32", "dense_fp32_onnx_bytes", "dense_params"),
+    ("architecture (trained), fp32 torch", "arch", "arch_torch_fp32", "arch_fp32_onnx_bytes", "arch_params"),
+    ("pruned + fine-tuned, fp32 torch", "pruned", "pruned_torch_fp32", "pruned_fp32_onnx_bytes", "pruned_params"),
+    ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort_fp32", "pruned_fp32_onnx_bytes", "pruned_params"),
+    ("quantized (NNI simulation)", "sim", "", "", None),
+    ("deployed int8, ONNX Runtime", "int8", "int8", "int8_bytes", "pruned_params"),
+)
+
+
+def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per stage of a pipeline trial: accuracy, size, latency and speed-up against the baseline."""
+    rows = []
+    for label, acc, lat, size, params in PIPELINE_STEPS:
+        b1, b64 = result.get(f"{lat}_ms_b1"), result.get(f"{lat}_ms_b64")
+        rows.append({
+            "step": label, "val_acc": result.get(f"{acc}_val_acc"), "test_acc": result.get(f"{acc}_test_acc"),
+            "params": result.get(params) if params else None,
+            "size_mb": result[size] / 1e6 if size in result else None,
+            "size_ratio": result[size] / result["dense_fp32_onnx_bytes"] if size in result else None,
+            "latency_ms_b1": b1, "latency_ms_b64": b64,
+            "speedup_b1": result["dense_torch_fp32_ms_b1"] / b1 if b1 else None,
+            "speedup_b64": result["dense_torch_fp32_ms_b64"] / b64 if b64 else None,
+        })
+    return rows
+
+
+def _steps_markdown(result: dict[str, Any]) -> list[str]:
+    lines = ["", f"## What each step cost: best combined trial ({describe(result)}, arch {result.get('arch_key')})",
+             "", "Measured in one trial process; latencies interleaved at one thread count.", "",
+             "| step | val acc | test acc | params | size MB | size ratio | latency b1 ms | latency b64 ms "
+             "| speed-up b1 | speed-up b64 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in pipeline_steps(result):
+        lines.append(
+            f"| {r['step']} | {_fmt(r['val_acc'], '.4f')} | {_fmt(r['test_acc'], '.4f')} "
+            f"| {_fmt(r['params'], ',')} | {_fmt(r['size_mb'], '.2f')} | {_fmt(r['size_ratio'], '.3f')} "
+            f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} "
+            f"| {_fmt(r['speedup_b1'], '.2f')}× | {_fmt(r['speedup_b64'], '.2f')}× |")
+    return lines
 
 
 # Parameters worth naming in a row label, in this order; the rest stay in the full trial table.
@@ -190,6 +238,9 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
             f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f')}× "
             f"| {_fmt(r['speedup_b64'], '.2f')}× | {r['trials']} |"
         )
+    pipeline = [r.result for r in ok if r.result.get("trial") == "pipeline"]
+    if pipeline:
+        lines += _steps_markdown(max(pipeline, key=lambda r: r["default"]))
     lines += ["", "## All trials", "",
               "| experiment | trial | status | stage | parameters | val acc | test acc | size MB | b1 ms | budget |",
               "|---|---|---|---|---|---|---|---|---|---|"]

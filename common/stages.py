@@ -34,6 +34,7 @@ from torch import nn
 
 from common.deploy import OrtModule, deploy_int8, export_fp32, packed_weight_bytes
 from common.metrics import measure_latency
+from common.models import arch_key
 from common.quantization import (
     ALGORITHMS,
     BITS,
@@ -179,3 +180,18 @@ def _keep(int8_path: Path) -> str:
     target = Path(out) / DEPLOYED_MODEL_FILE
     shutil.copyfile(int8_path, target)
     return str(target)
+
+
+def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,
+                      bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES) -> dict[str, Any]:
+    """Seed experiment 4: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
+    every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
+    trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
+    """
+    baseline, _ = session.dense_model("resnet18")
+    trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
+    pruned, prune_info = session.pruned_model(arch, pruner, sparsity)
+    metrics = quantize_deploy_measure(session, pruned, {"dense": baseline, "arch": trained}, algorithm=algorithm,
+                                      bits=bits, calibration_batches=calibration_batches, start_name="pruned")
+    return metrics | {"arch_key": arch_key(arch),
+                      "pruned_val_acc_before_finetune": prune_info["val_acc_before_finetune"]}

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.models import ResNetSpec, arch_key, build_model, load_resized, resnet18, to_spec
+from common.models import ResNetSpec, arch_key, build_model, load_arch, load_resized, resnet18, to_spec
 
 
 def n_params(model: nn.Module) -> int:
@@ -62,3 +62,25 @@ def test_load_resized_restores_a_narrower_model():
     wide.eval()
     assert torch.equal(wide(x), small(x))
     assert wide.layer2[0].conv2.out_channels == 6
+
+
+def test_load_arch_reads_a_nas_export(tmp_path):
+    assert load_arch("resnet18") == "resnet18"
+    good = tmp_path / "best_arch.json"
+    good.write_text('{"blocks": [1, 1], "widths": [8, 16], "activation": "tanh", "kernel_size": 5}')
+    assert arch_key(load_arch(good)) == "b1-1_w8-16_tanh_k5"
+
+
+@pytest.mark.parametrize("text, match", [
+    (None, "no such file"),
+    ("{not json", "not an architecture JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"blocks": [1], "widths": [8], "activation": "gelu"}', "unknown activation"),
+    ('{"depth": 3}', "unknown architecture keys"),
+])
+def test_load_arch_names_the_problem(tmp_path, text, match):
+    path = tmp_path / "arch.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_arch(path)

@@ -94,3 +94,27 @@ def test_flags_name_their_metric():
 
 def test_factor_without_budgets_is_one():
     assert budget_factor(METRICS, None) == 1.0
+
+
+def test_hard_penalty_ranks_every_trial_within_budget_above_every_trial_over_it():
+    budget = {"latency_ratio_b1": 0.3}
+    within = [{"val_acc": a, "latency_ratio_b1": r} for a, r in ((0.05, 0.3), (0.5, 0.1), (0.0, 0.2))]
+    over = [{"val_acc": a, "latency_ratio_b1": r} for a, r in ((1.0, 0.31), (0.99, 0.5), (0.2, 2.0))]
+    hard_within = [objective(m, "val_acc", budget, penalty="hard") for m in within]
+    hard_over = [objective(m, "val_acc", budget, penalty="hard") for m in over]
+    assert hard_within == [0.05, 0.5, 0.0]  # plain accuracy inside the budget
+    assert max(hard_over) < 0 <= min(hard_within)
+    # Among over-budget trials the order is the soft penalty's.
+    soft_over = [objective(m, "val_acc", budget) for m in over]
+    assert sorted(range(3), key=hard_over.__getitem__) == sorted(range(3), key=soft_over.__getitem__)
+    assert hard_over[0] == pytest.approx(1.0 * 0.3 / 0.31 - 1)
+
+
+def test_soft_penalty_can_prefer_an_accurate_trial_slightly_over_budget():
+    """Why `hard` exists: the soft trade-off may rank a near miss above a weak trial within budget."""
+    budget = {"latency_ratio_b1": 0.3}
+    near_miss, weak = {"val_acc": 0.9, "latency_ratio_b1": 0.31}, {"val_acc": 0.5, "latency_ratio_b1": 0.2}
+    assert objective(near_miss, "val_acc", budget) > objective(weak, "val_acc", budget)
+    assert objective(near_miss, "val_acc", budget, penalty="hard") < objective(weak, "val_acc", budget, penalty="hard")
+    with pytest.raises(ValueError, match="unknown budget penalty 'strict'"):
+        objective(near_miss, "val_acc", budget, penalty="strict")

@@ -6,17 +6,16 @@ measure every stage beside the dense ResNet-18 baseline → report one full row 
 
 `--arch` is `resnet18` or the JSON `python -m common.nas export` wrote. The trained architecture and its
 pruned + fine-tuned model come from the artifact cache, so trials that share that prefix train it once.
-Keys: `dense_*` is the ResNet-18 baseline, `arch_*` the trained architecture, `pruned_*` after pruning
-and fine-tuning, `sim_*` NNI's simulated quantization, `int8_*` (and the headline keys) the deployed model.
+The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 """
 
 import _path  # noqa: F401
 
-from common.models import arch_key, load_arch
+from common.models import load_arch
 from common.pruning import PRUNERS
 from common.pruning import validate as validate_pruning
 from common.quantization import validate as validate_quantization
-from common.stages import add_quantization_arguments, quantize_deploy_measure
+from common.stages import add_quantization_arguments, compress_pipeline
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
@@ -37,13 +36,8 @@ def main() -> None:
     validate_quantization(args.algorithm, args.bits)
     session = start_session(args)
 
-    baseline, _ = session.dense_model("resnet18")
-    trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
-    pruned, prune_info = session.pruned_model(arch, args.pruner, args.sparsity, report_epochs=False)
-    metrics = quantize_deploy_measure(session, pruned, {"dense": baseline, "arch": trained},
-                                      algorithm=args.algorithm, bits=args.bits,
-                                      calibration_batches=args.calibration_batches, start_name="pruned")
-    metrics |= {"arch_key": arch_key(arch), "pruned_val_acc_before_finetune": prune_info["val_acc_before_finetune"]}
+    metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,
+                                bits=args.bits, calibration_batches=args.calibration_batches)
     # `default`: the deployed model's validation accuracy, under the config's budgets.
     report_objective(metrics, args, "int8_val_acc")
 

@@ -112,8 +112,8 @@ def _fmt_pct(mean: float, std: float = 0.0) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f} %" if std else f"{100 * mean:.2f} %"
 
 
-def _fmt(v: Any, spec: str) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+def _fmt(v: Any, spec: str, unit: str = "") -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec) + unit
 
 
 def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -195,7 +195,7 @@ def _steps_markdown(result: dict[str, Any]) -> list[str]:
             f"| {r['step']} | {_fmt(r['val_acc'], '.4f')} | {_fmt(r['test_acc'], '.4f')} "
             f"| {_fmt(r['params'], ',')} | {_fmt(r['size_mb'], '.2f')} | {_fmt(r['size_ratio'], '.3f')} "
             f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} "
-            f"| {_fmt(r['speedup_b1'], '.2f')}× | {_fmt(r['speedup_b64'], '.2f')}× |")
+            f"| {_fmt(r['speedup_b1'], '.2f', '×')} | {_fmt(r['speedup_b64'], '.2f', '×')} |")
     return lines
 
 
@@ -235,8 +235,8 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
         lines.append(
             f"| {r['model']} | {r['accuracy']} | {r['delta']} | {_fmt(r['size_mb'], '.2f')} "
             f"| {_fmt(r['size_ratio'], '.3f')} | {_fmt(r['latency_ms_b1'], '.2f')} "
-            f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f')}× "
-            f"| {_fmt(r['speedup_b64'], '.2f')}× | {r['trials']} |"
+            f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', '×')} "
+            f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} |"
         )
     pipeline = [r.result for r in ok if r.result.get("trial") == "pipeline"]
     if pipeline:
@@ -270,8 +270,9 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
     for cost_key, xlabel, name in (("latency_ms_b1", "latency, batch 1 (ms)", "accuracy_vs_latency"),
                                    ("size_mb", "size (MB)", "accuracy_vs_size")):
         pts = [(r[cost_key], r["accuracy"], r.get("trial", "?")) for r in ok if r.get(cost_key) is not None]
-        dense = [(r[f"dense_{cost_key}"], r["dense_test_acc"]) for r in ok
-                 if r.get(f"dense_{cost_key}") is not None and "dense_test_acc" in r]
+        dense_cost = {"latency_ms_b1": lambda r: _dense_latency(r, 1), "size_mb": lambda r: r.get("dense_size_mb")}
+        dense = [(dense_cost[cost_key](r), r["dense_test_acc"]) for r in ok
+                 if dense_cost[cost_key](r) is not None and "dense_test_acc" in r]
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.4))

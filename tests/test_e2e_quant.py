@@ -11,7 +11,8 @@ from tests.nnictl_utils import ROOT, Experiment
 CONFIG = ROOT / "experiments" / "quant" / "config.smoke.yml"
 KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_acc", "int8_val_acc", "int8_test_acc",
         "dense_test_acc", "agreement_val", "agreement_test",
-        "torch_fp32_ms_b1", "torch_fp32_ms_b64", "ort_fp32_ms_b1", "ort_fp32_ms_b64", "int8_ms_b1", "int8_ms_b64",
+        "start_torch_fp32_ms_b1", "start_torch_fp32_ms_b64", "start_ort_fp32_ms_b1", "start_ort_fp32_ms_b64",
+        "int8_ms_b1", "int8_ms_b64", "start_val_acc", "start_test_acc", "params", "params_ratio", "latency_ratio_b1",
         "dense_torch_fp32_ms_b1", "dense_torch_fp32_ms_b64", "speedup_b1", "speedup_b64",
         "speedup_vs_ort_fp32_b1", "speedup_vs_ort_fp32_b64", "latency_runtime",
         "int8_bytes", "packed_bytes", "dense_fp32_onnx_bytes", "size_ratio", "packed_size_ratio",

@@ -185,8 +185,9 @@ def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _steps_markdown(result: dict[str, Any]) -> list[str]:
-    lines = ["", f"## What each step cost: best combined trial ({describe(result)}, arch {result.get('arch_key')})",
+def _steps_markdown(experiment: str, result: dict[str, Any]) -> list[str]:
+    lines = ["", f"## What each step cost: {experiment}'s best trial (arch {result.get('arch_key')}, "
+                 f"{describe(result)})",
              "", "Measured in one trial process; latencies interleaved at one thread count.", "",
              "| step | val acc | test acc | params | size MB | size ratio | latency b1 ms | latency b64 ms "
              "| speed-up b1 | speed-up b64 |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -201,7 +202,7 @@ def _steps_markdown(result: dict[str, Any]) -> list[str]:
 
 # Parameters worth naming in a row label, in this order; the rest stay in the full trial table.
 LABEL_KEYS = ("pruner", "sparsity", "algorithm", "bits", "start", "stages", "blocks", "width", "activation",
-              "kernel_size")
+              "kernel_size", "arch_key")
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -238,9 +239,11 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
             f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', '×')} "
             f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} |"
         )
-    pipeline = [r.result for r in ok if r.result.get("trial") == "pipeline"]
-    if pipeline:
-        lines += _steps_markdown(max(pipeline, key=lambda r: r["default"]))
+    # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
+    for experiment in experiments:
+        pipeline = [r.result for r in ok if r.experiment == experiment and r.result.get("trial") == "pipeline"]
+        if pipeline:
+            lines += _steps_markdown(experiment, max(pipeline, key=lambda r: r["default"]))
     lines += ["", "## All trials", "",
               "| experiment | trial | status | stage | parameters | val acc | test acc | size MB | b1 ms | budget |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -270,6 +273,8 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
     for cost_key, xlabel, name in (("latency_ms_b1", "latency, batch 1 (ms)", "accuracy_vs_latency"),
                                    ("size_mb", "size (MB)", "accuracy_vs_size")):
         pts = [(r[cost_key], r["accuracy"], r.get("trial", "?")) for r in ok if r.get(cost_key) is not None]
+        over = [(r[cost_key], r["accuracy"]) for r in ok
+                if r.get(cost_key) is not None and r.get("within_budget") is False]
         dense_cost = {"latency_ms_b1": lambda r: _dense_latency(r, 1), "size_mb": lambda r: r.get("dense_size_mb")}
         dense = [(dense_cost[cost_key](r), r["dense_test_acc"]) for r in ok
                  if dense_cost[cost_key](r) is not None and "dense_test_acc" in r]
@@ -279,11 +284,15 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
         for kind in sorted({p[2] for p in pts}):
             xs, ys = zip(*[(x, y) for x, y, k in pts if k == kind], strict=True)
             ax.scatter(xs, ys, label=kind, alpha=0.8)
+        if over:
+            ax.scatter(*zip(*over, strict=True), marker="o", s=110, facecolors="none", edgecolors="k", lw=0.8,
+                       label="over budget")
         if dense:
             ax.scatter(*zip(*dense, strict=True), marker="*", s=140, c="k", label="dense (same trial)")
         front = pareto_front([(x, y) for x, y, _ in pts])
         ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "r--", lw=1, label="Pareto front")
-        ax.set_xlabel(xlabel)
+        ax.set_xscale("log")  # costs span orders of magnitude (a NAS net to the dense ResNet-18)
+        ax.set_xlabel(xlabel + ", log scale")
         ax.set_ylabel("test accuracy")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

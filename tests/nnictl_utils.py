@@ -103,7 +103,7 @@ class Experiment:
         status = self.wait(timeout_s)
         trials = self.trials()
         logs = {t["id"]: self.trial_log(t["id"]) for t in trials if t["status"] != "SUCCEEDED"}
-        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}"
+        assert status == "DONE", f"experiment ended {status}; failed trial logs: {logs}; NNI files in {self.tmp}"
         assert len(trials) == n_trials, f"{len(trials)} trials, expected {n_trials}"
         assert all(t["status"] == "SUCCEEDED" for t in trials), logs
         return trials

@@ -59,9 +59,7 @@ def test_gpu_config_gives_each_trial_a_gpu_of_its_own(tmp_path: Path, experiment
                     trialConcurrency=gpus, maxTrialNumber=2) as exp:
         # The stock setting (maxTrialNumberPerGpu 1) never starts a trial with 1 GPU and the manager stops
         # answering (see config.gpu.yml), so a bounded wait is the test.
-        status = exp.wait(timeout_s=240)
-        trials = exp.trials()
-        assert status == "DONE" and all(t["status"] == "SUCCEEDED" for t in trials), trials
+        trials = exp.run_to_end(n_trials=2, timeout_s=240)
         devices = [t["result"]["cuda_visible_devices"] for t in trials]
         if gpus == 1:
             assert devices == ["0", "0"]  # one after the other on the only GPU

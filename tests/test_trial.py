@@ -54,6 +54,32 @@ def test_report_final_echoes_parameters(capsys):
     assert json.loads(line[len("FINAL "):]) == json.loads(json.dumps(result))
 
 
+def test_every_trial_reports_under_the_configs_budget(capsys):
+    metrics = {"accuracy": 0.5, "val_acc": 0.6, "test_acc": 0.5, "latency_ratio_b1": 0.4, "params": 100}
+    plain = trial.report_objective(metrics, trial.parse_params(prune_parser(), []))
+    assert plain["default"] == 0.6 and plain["within_budget"] is True and plain["budget_factor"] == 1.0
+    args = trial.parse_params(prune_parser(), ["--max-latency-ratio-b1", "0.3", "--budget-penalty", "hard"])
+    over = trial.report_objective(metrics, args)
+    assert over["default"] == pytest.approx(0.6 * 0.3 / 0.4 - 1) and over["within_budget"] is False
+    assert over["budget_latency_ratio_b1"] == 0.3 and over["val_acc"] == 0.6  # raw metrics still reported
+    soft = trial.report_objective(metrics, trial.parse_params(prune_parser(), ["--max-params", "200"]))
+    assert soft["default"] == 0.6
+
+
+def test_bad_budget_fails_before_any_work(capsys):
+    with pytest.raises(ValueError, match="budget for 'params' must be a finite number > 0"):
+        trial.parse_params(prune_parser(), ["--max-params", "-1"])
+    with pytest.raises(SystemExit):
+        trial.parse_params(prune_parser(), ["--budget-penalty", "strict"])
+    assert "invalid choice: 'strict'" in capsys.readouterr().err
+
+
+def test_budget_from_the_tuner_is_checked(tuner):
+    tuner({"max_params": 0})
+    with pytest.raises(ValueError, match="budget for 'params'"):
+        trial.parse_params(prune_parser(), [])
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_report_final_refuses_non_finite(bad):
     args = trial.parse_params(prune_parser(), [])

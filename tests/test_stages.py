@@ -1,0 +1,56 @@
+"""The shared quantize → deploy → measure stage, on tiny networks (the nnictl runs use ResNet-18)."""
+
+import pytest
+import torch
+
+from common.models import build_model
+from common.stages import _distinct, quantize_deploy_measure
+from common.trial import base_parser, start_session
+
+TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
+SMALL = {"blocks": [1, 1], "widths": [8, 16], "activation": "relu", "kernel_size": 3}
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    home = tmp_path_factory.mktemp("stages-home")
+    args = base_parser("").parse_args(["--profile", "smoke", "--data-dir", str(home / "data"),
+                                       "--cache-dir", str(home / "artifacts"), "--finetune-epochs", "1"])
+    return start_session(args)
+
+
+def test_distinct_measures_each_object_once():
+    a, b = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1)
+    unique, alias = _distinct({"start": a, "dense": b, "arch": a})
+    assert list(unique) == ["start", "dense"] and alias == {"start": "start", "dense": "dense", "arch": "start"}
+
+
+def test_stage_measures_every_model_against_dense(session):
+    torch.manual_seed(0)
+    n = session.splits.num_classes
+    dense, start = build_model(SMALL, n).eval(), build_model(TINY, n).eval()
+    m = quantize_deploy_measure(session, start, {"dense": dense, "arch": start}, algorithm="ptq", bits=8,
+                                calibration_batches=1, start_name="pruned")
+    # Deployed on integer kernels with NNI's scales for all 4 weights (stem, the block's two convs, classifier).
+    assert m["integer_kernels"] is True and m["weights_from_nni"] == 4 and m["weights_from_ort"] == 0
+    # Headline keys are the deployed model's; ratios are against `dense`.
+    assert m["accuracy"] == m["int8_test_acc"] and m["val_acc"] == m["int8_val_acc"]
+    assert m["delta_test_acc"] == pytest.approx(m["int8_test_acc"] - m["dense_test_acc"])
+    for b in (1, 64):
+        assert m[f"latency_ms_b{b}"] == m[f"int8_ms_b{b}"] > 0
+        assert m[f"speedup_b{b}"] == pytest.approx(m[f"dense_torch_fp32_ms_b{b}"] / m[f"int8_ms_b{b}"])
+        assert m[f"latency_ratio_b{b}"] == pytest.approx(1 / m[f"speedup_b{b}"])
+    assert m["size_ratio"] == pytest.approx(m["int8_bytes"] / m["dense_fp32_onnx_bytes"])
+    assert m["params"] == m["pruned_params"] < m["dense_params"]
+    # `arch` is the same object as the start model: measured once, reported under both names.
+    assert m["arch_test_acc"] == m["pruned_test_acc"] and m["arch_torch_fp32_ms_b1"] == m["pruned_torch_fp32_ms_b1"]
+    assert m["arch_fp32_onnx_bytes"] == m["pruned_fp32_onnx_bytes"] < m["dense_fp32_onnx_bytes"]
+    assert 0.0 <= m["agreement_test"] <= 1.0 and m["int8_model"] == ""  # nothing kept outside an NNI trial
+
+
+def test_stage_arguments_are_checked_before_work(session):
+    model = build_model(TINY, session.splits.num_classes)
+    with pytest.raises(ValueError, match="'dense' model"):
+        quantize_deploy_measure(session, model, {"baseline": model}, algorithm="ptq", bits=8)
+    with pytest.raises(ValueError, match="collides"):
+        quantize_deploy_measure(session, model, {"dense": model}, algorithm="ptq", bits=8, start_name="int8")

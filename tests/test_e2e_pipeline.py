@@ -14,7 +14,10 @@ from common.report import load_experiment, main, pipeline_steps
 from tests.nnictl_utils import ROOT, Experiment
 
 CONFIG = ROOT / "experiments" / "pipeline" / "config.smoke.yml"
-BUDGET = 0.1  # the smoke config's --max-latency-ratio-b64
+# The smoke config's budget is `--max-latency-ratio-b64 0.1`. Measured here: 20% sparsity + int8 runs at 0.14 of
+# dense, 80% at ~0.03. The test sets 0.06, near their geometric mean, so that a CPU with faster int8 kernels
+# (VNNI) cannot move either trial across the line.
+BUDGET = 0.06
 # Every stage's metrics: dense ResNet-18, the trained architecture, pruned, NNI's simulation, deployed int8.
 STAGES = ("dense", "arch", "pruned", "sim", "int8")
 STAGE_KEYS = {f"{stage}_{split}_acc" for stage in STAGES for split in ("val", "test")}
@@ -26,9 +29,15 @@ STAGE_KEYS |= {"dense_params", "arch_params", "pruned_params", "params_ratio", "
                "budget_factor", "within_budget", "budget_latency_ratio_b64", "integer_kernels"}
 
 
-def test_smoke_config_says_what_the_test_assumes():
+def smoke_command(budget: float) -> str:
+    """The smoke config's trial command with another latency budget."""
     command = " ".join(yaml.safe_load(CONFIG.read_text())["trialCommand"].split())
-    assert f"--max-latency-ratio-b64 {BUDGET} --budget-penalty hard" in command
+    assert "--max-latency-ratio-b64 0.1 --budget-penalty hard" in command, command
+    return command.replace("--max-latency-ratio-b64 0.1", f"--max-latency-ratio-b64 {budget}")
+
+
+def test_smoke_config_sets_a_hard_latency_budget():
+    assert smoke_command(BUDGET).endswith(f"--max-latency-ratio-b64 {BUDGET} --budget-penalty hard")
 
 
 @pytest.mark.e2e
@@ -37,7 +46,7 @@ def test_pipeline_smoke_with_budget_through_nnictl(tmp_path):
     space = tmp_path / "space.json"
     space.write_text(json.dumps({"sparsity": {"_type": "choice", "_value": [0.2, 0.8]}}))
     with Experiment(CONFIG, tmp_path, searchSpaceFile=str(space), tuner={"name": "GridSearch"},
-                    maxTrialNumber=2) as exp:
+                    trialCommand=smoke_command(BUDGET), maxTrialNumber=2) as exp:
         trials = exp.run_to_end(n_trials=2, timeout_s=900)
         results = [t["result"] for t in trials]
         for r in results:

@@ -45,13 +45,11 @@ from torch import nn
 
 from common.nni_compat import quiet_nni, safe_dorefa_quantizer_class
 from common.train import (
-    MetricLogger,
-    NonFiniteLossError,
     TrainConfig,
     eval_mode,
-    evaluate,
+    fit,
+    fp32_exact,
     make_optimizer,
-    make_scheduler,
 )
 
 ALGORITHMS: tuple[str, ...] = ("ptq", "qat", "lsq", "dorefa")
@@ -199,53 +197,15 @@ def _nni_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _training_func(cfg: TrainConfig, train_loader: Batches, device: torch.device, label: str,
                    val_loader: Batches | None, on_epoch_end: EpochCallback | None,
                    history: dict[str, list[float]]) -> Callable[..., None]:
-    """The training loop of common/train.py (per-step schedule, grad clip, NaN guard, logging) in the
-    shape NNI's TorchEvaluator calls: NNI owns the optimizer (it patches `step` to drive the quantizer),
-    so `fit()`, which builds its own optimizer, cannot be used as is.
-
-    Fake quantization runs in fp32, also on CUDA: bf16 has 8 mantissa bits, as coarse as the int8 grid.
-    """
+    """common.train.fit in the shape NNI's TorchEvaluator calls: NNI owns the optimizer (it patches `step`
+    to drive the quantizer) and the training step. Fake quantization runs in fp32, also on CUDA."""
 
     def training_func(model: nn.Module, optimizers: torch.optim.Optimizer, training_step: Callable,
                       lr_schedulers: Any = None, max_steps: int | None = None, max_epochs: int | None = None) -> None:
         epochs = max_epochs if max_epochs is not None else cfg.epochs
-        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-        scheduler = make_scheduler(optimizers, replace(cfg, epochs=epochs), steps_per_epoch)
-        done = 0
-        for epoch in range(epochs):
-            model.train()
-            header = f"{label} epoch [{epoch + 1}/{epochs}]"
-            logger = MetricLogger()
-            loss_sum, correct, seen = 0.0, 0, 0
-            for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                loss, logits = training_step((x, y), model)
-                loss_val = loss.item()
-                if not math.isfinite(loss_val):
-                    raise NonFiniteLossError(
-                        f"{label}: NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/{epochs}, step "
-                        f"{step}/{steps_per_epoch}; the quantized model diverged (lower the lr, now {cfg.lr:g})")
-                optimizers.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizers.step()
-                scheduler.step()
-                loss_sum += loss_val * len(y)
-                correct += int((logits.detach().argmax(1) == y).sum())
-                seen += len(y)
-                logger.update(loss=loss_val, lr=optimizers.param_groups[0]["lr"])
-                done += 1
-                if max_steps is not None and done >= max_steps:
-                    return
-            metrics = {"train_loss": loss_sum / seen, "train_acc": correct / seen}
-            if val_loader is not None:
-                metrics["val_acc"] = evaluate(fp32_exact(model), val_loader, device=device)["accuracy"]
-            for k, v in metrics.items():
-                history.setdefault(k, []).append(v)
-            print(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()), flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, metrics)
+        history.update(fit(model, train_loader, replace(cfg, epochs=epochs), device=device, val_loader=val_loader,
+                           on_epoch_end=on_epoch_end, optimizer=optimizers, training_step=training_step,
+                           max_steps=max_steps, mixed_precision=False, name=label))
 
     return training_func
 
@@ -453,22 +413,6 @@ def dequantized_model(sim_model: nn.Module, template: nn.Module) -> nn.Module:
     plain = copy.deepcopy(template).cpu()
     plain.load_state_dict({k: v.detach().cpu() for k, v in state.items()})
     return plain.eval()
-
-
-class _FP32(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.inner(x.float())
-
-
-def fp32_exact(model: nn.Module) -> nn.Module:
-    """`model` with autocast switched off inside: common.train.evaluate runs CUDA in bf16, which would
-    blur the 8-bit grid of a simulated model. A no-op on CPU."""
-    return model if isinstance(model, _FP32) else _FP32(model)
 
 
 def assert_finite_outputs(model: nn.Module, x: torch.Tensor, label: str) -> None:

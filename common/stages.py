@@ -40,12 +40,11 @@ from common.quantization import (
     BITS,
     DEFAULT_CALIBRATION_BATCHES,
     dequantized_model,
-    fp32_exact,
     quantize_model,
     simulated_weights,
     take_inputs,
 )
-from common.train import predict
+from common.train import fp32_exact, predict
 from common.trial import LATENCY_BATCHES, Session, report_intermediate
 
 SPLITS = ("val", "test")

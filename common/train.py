@@ -264,9 +264,9 @@ def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.to(device, non_blocking=True)
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def _autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
     # bf16 has fp32's exponent range, so unlike fp16 it needs no loss scaling; CPU stays exact fp32.
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def _inputs(batch: Any) -> torch.Tensor:
@@ -274,6 +274,25 @@ def _inputs(batch: Any) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------- train/eval
+
+
+TrainingStep = Callable[[tuple[torch.Tensor, torch.Tensor], nn.Module], tuple[torch.Tensor, torch.Tensor]]
+
+
+class _FP32(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.inner(x.float())
+
+
+def fp32_exact(model: nn.Module) -> nn.Module:
+    """`model` with autocast switched off inside: `evaluate` runs CUDA in bf16, which would blur the
+    8-bit grid of a fake-quantized model. A no-op on CPU."""
+    return model if isinstance(model, _FP32) else _FP32(model)
 
 
 def fit(
@@ -285,6 +304,11 @@ def fit(
     val_loader: Loader | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     print_fn: PrintFn = _print,
+    optimizer: torch.optim.Optimizer | None = None,
+    training_step: TrainingStep | None = None,
+    max_steps: int | None = None,
+    mixed_precision: bool = True,
+    name: str | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` in place for ``cfg.epochs`` epochs; return per-epoch history lists.
 
@@ -293,6 +317,11 @@ def fit(
     ``val_acc``/``val_loss`` (``val_*`` history lists stay empty otherwise). ``epoch_index`` is 0-based.
     ``cfg.epochs == 0`` is a no-op ("skip fine-tune"). Raises NonFiniteLossError on the first NaN/inf
     loss, before it is back-propagated. The model is left in eval() mode.
+
+    NNI's quantizers own the optimizer (they patch its ``step``) and the loss: they pass ``optimizer``
+    and ``training_step`` (``(batch, model) -> (loss, logits)``); the schedule, clipping, NaN guard and
+    logging stay this loop's. ``mixed_precision=False`` keeps everything fp32 (fake quantization needs
+    it: bf16 is as coarse as the int8 grid); ``max_steps`` stops early; ``name`` labels the log lines.
     """
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
     if cfg.epochs == 0:
@@ -303,30 +332,40 @@ def fit(
         raise ValueError("train_loader is empty")
 
     dev = torch.device(device)
-    _prepare(model, dev)
-    optimizer = make_optimizer(model, cfg)
+    if mixed_precision:
+        _prepare(model, dev)
+    else:
+        model.to(dev)
+    optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
+    def default_step(batch: tuple[torch.Tensor, torch.Tensor], m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        with _autocast(dev, mixed_precision):
+            logits = m(batch[0])
+        return criterion(logits.float(), batch[1]), logits
+
+    step_fn = training_step or default_step
+    to_device = _to_device if mixed_precision else (lambda x, d: x.to(d, non_blocking=True))
+    done = 0
     for epoch in range(cfg.epochs):
         model.train()
-        header = f"Epoch: [{epoch + 1}/{cfg.epochs}]"
+        header = f"{name} epoch [{epoch + 1}/{cfg.epochs}]" if name else f"Epoch: [{epoch + 1}/{cfg.epochs}]"
         logger = MetricLogger(print_fn=print_fn)
         loss_sum, seen = 0.0, 0
         correct = torch.zeros((), dtype=torch.long, device=dev)  # stays on device: no extra sync per step
         lr = optimizer.param_groups[0]["lr"]
         for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
-            x, y = _to_device(x, dev), y.to(dev, non_blocking=True)
-            with _autocast(dev):
-                logits = model(x)
-            loss = criterion(logits.float(), y)
+            x, y = to_device(x, dev), y.to(dev, non_blocking=True)
+            loss, logits = step_fn((x, y), model)
             # .item() is the one host sync per step; it both feeds the logger and checks finiteness, and
             # checking before backward() stops a diverged step from corrupting the weights.
             loss_val = loss.item()
             if not math.isfinite(loss_val):
                 raise NonFiniteLossError(
-                    f"NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/{cfg.epochs}, step {step}/{steps}: "
-                    f"training diverged; lower the lr (peak lr={cfg.lr:g}) or set grad_clip."
+                    f"{name + ': ' if name else ''}NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/"
+                    f"{cfg.epochs}, step {step}/{steps}: training diverged; lower the lr (peak lr={cfg.lr:g}) "
+                    "or set grad_clip."
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -341,16 +380,21 @@ def fit(
             seen += n
             correct += (logits.detach().argmax(1) == y).sum()
             logger.update(loss=loss_val, lr=lr)
+            done += 1
+            if max_steps is not None and done >= max_steps:
+                break
 
         metrics = {"train_loss": loss_sum / seen, "train_acc": correct.item() / seen, "lr": lr}
         if val_loader is not None:
-            val = evaluate(model, val_loader, device=dev)
+            val = evaluate(model if mixed_precision else fp32_exact(model), val_loader, device=dev)
             metrics |= {"val_acc": val["accuracy"], "val_loss": val["loss"]}
         for k, v in metrics.items():
             history[k].append(v)
         print_fn(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()))
         if on_epoch_end is not None:
             on_epoch_end(epoch, dict(metrics))
+        if max_steps is not None and done >= max_steps:
+            break
 
     model.eval()
     return history

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import types
 
 import pytest
 import torch
@@ -96,6 +97,37 @@ def test_fit_learns_separable_problem_and_reports_each_epoch(blobs):
     assert hist["lr"][-1] < 1e-3 * cfg.lr
     assert any(line.startswith("Epoch: [3/3]") for line in lines)
     assert not any("\r" in line for line in lines)
+
+
+def test_fit_with_a_callers_optimizer_and_training_step(blobs):
+    """How NNI's quantizers train through fit(): their optimizer, their loss, fp32, and a step limit."""
+    train, _ = blobs
+    seed_everything(0)
+    model = tiny_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    steps: list[int] = []
+    stepped = optimizer.step
+
+    def counting_step(self, *args, **kwargs):  # NNI patches `step` the same way to drive its quantizer
+        steps.append(1)
+        return stepped(*args, **kwargs)
+
+    optimizer.step = types.MethodType(counting_step, optimizer)
+    seen: list[int] = []
+
+    def training_step(batch, m):
+        seen.append(len(batch[1]))
+        logits = m(batch[0])
+        return F.cross_entropy(logits, batch[1]), logits
+
+    lines: list[str] = []
+    before = [p.detach().clone() for p in model.parameters()]
+    hist = fit(model, train, TrainConfig(epochs=3, lr=0.05, print_freq=100), optimizer=optimizer,
+               training_step=training_step, max_steps=5, mixed_precision=False, name="qat 8-bit", print_fn=lines.append)
+    assert len(steps) == len(seen) == 5  # stopped after max_steps, through the caller's optimizer and loss
+    assert len(hist["train_loss"]) == 1 and not model.training
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert any(line.startswith("qat 8-bit epoch [1/3]") for line in lines)
 
 
 def test_fit_without_val_loader_omits_val_keys(blobs):

@@ -8,6 +8,8 @@ to delete a work-around once upstream is fixed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import warnings
 from contextlib import contextmanager
@@ -76,7 +78,9 @@ def speedup_model(model: nn.Module, example_input: torch.Tensor, masks: dict) ->
     model.eval()
     graph_module = torch.fx.symbolic_trace(model)
     # No torch.no_grad() here: ModelSpeedup propagates masks backwards through autograd.
-    with quiet_nni():
+    # mask_conflict.py:231 has a leftover debug `print(prune_axis, prune_type)` ("0 Filter" in every trial log);
+    # ModelSpeedup reports through its logger, so its stdout carries nothing else.
+    with quiet_nni(), contextlib.redirect_stdout(io.StringIO()):
         ModelSpeedup(model, example_input, masks, graph_module=graph_module, logger=_speedup_logger()).speedup_model()
     model.train(was_training)
     return model

@@ -124,6 +124,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     # The dense baseline as every trial measured it beside its own model (same process, same load).
     dense_acc = [r["dense_test_acc"] for r in ok if "dense_test_acc" in r]
+    dense_acc += [r["baseline_test_acc"] for r in ok if "baseline_test_acc" in r]  # NAS --compare-baseline
     dense_acc += [r["test_acc"] for r in ok if r.get("trial") == "baseline"]
     if dense_acc:
         base = next((r for r in ok if r.get("trial") == "baseline"), {})
@@ -152,8 +153,11 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 
 def _dense_latency(result: dict[str, Any], batch: int) -> float | None:
-    """The dense model's latency as the trial measured it beside its own (prune: torch; quant, pipeline: torch)."""
-    return result.get(f"dense_latency_ms_b{batch}", result.get(f"dense_torch_fp32_ms_b{batch}"))
+    """The dense ResNet-18's latency as the trial measured it beside its own model (each trial kind names it)."""
+    for key in ("dense_latency_ms_b{}", "dense_torch_fp32_ms_b{}", "baseline_latency_ms_b{}"):
+        if result.get(key.format(batch)) is not None:
+            return result[key.format(batch)]
+    return None
 
 
 # What each step of the combined pipeline did, from its flat keys: (label, accuracy prefix, latency key

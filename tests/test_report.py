@@ -124,3 +124,18 @@ def test_pipeline_budget_and_steps(registry, tmp_path):
     assert text.count("| **over** |") == len(over)
     combined = next(line for line in text.splitlines() if line.startswith("| best combined"))
     assert f"sparsity={best['sparsity']}" in combined and f"algorithm={best['algorithm']}" in combined
+
+
+def test_readme_results_are_the_recorded_report():
+    """The README's Results tables are copied from results/smoke/report.md, never typed by hand."""
+    root = FIXTURES.parents[1]
+    report = (root / "results" / "smoke" / "report.md").read_text().splitlines()
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Results"):readme.index("## Reproduce the paper-scale run")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "seed report" not in line]
+    measured = [line for line in rows if line.startswith(("| dense", "| best", "| architecture", "| pruned",
+                                                          "| quantized", "| deployed"))]
+    assert len(measured) >= 11
+    assert all(line in report for line in measured), [line for line in measured if line not in report]
+    for png in ("accuracy_vs_latency.png", "accuracy_vs_size.png"):
+        assert f"(results/smoke/{png})" in section and (root / "results" / "smoke" / png).is_file()

@@ -201,6 +201,8 @@ def _steps_markdown(experiment: str, result: dict[str, Any]) -> list[str]:
             f"| {_fmt(r['params'], ',')} | {_fmt(r['size_mb'], '.2f')} | {_fmt(r['size_ratio'], '.3f')} "
             f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} "
             f"| {_fmt(r['speedup_b1'], '.2f', '×')} | {_fmt(r['speedup_b64'], '.2f', '×')} |")
+    if result.get("int8_model"):  # what to ship: the deployed model the trial kept in its NNI output directory
+        lines += ["", f"Deployed model: `{result['int8_model']}`"]
     return lines
 
 
@@ -326,6 +328,11 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path) -> Path:
     plots = plot(records, out_dir)
     path = out_dir / "report.md"
     path.write_text(markdown(records, plots))
+    # The same data for scripts: the summary rows and every trial's full final result.
+    data = {"summary": summary_rows(records),
+            "trials": [{"experiment": r.experiment, "trial_id": r.trial_id, "status": r.status, "result": r.result}
+                       for r in records]}
+    (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
     return path
 
 

@@ -121,7 +121,12 @@ def test_pipeline_budget_and_steps(registry, tmp_path):
     text = (out / "report.md").read_text()
     assert "best pruned" in text and "best combined (NAS → prune → quantize)" in text
     assert "What each step cost" in text
+    assert f"Deployed model: `{best['int8_model']}`" in text  # what to ship, kept in the trial's output dir
     assert text.count("| **over** |") == len(over)
+    data = json.loads((out / "report.json").read_text())
+    assert len(data["trials"]) == len(load_experiment(EXP_ID, registry)) + len(records)
+    assert data["summary"][-1]["model"].startswith("best combined")
+    assert {t["result"]["trial"] for t in data["trials"]} == {"prune", "pipeline"}
     combined = next(line for line in text.splitlines() if line.startswith("| best combined"))
     assert f"sparsity={best['sparsity']}" in combined and f"algorithm={best['algorithm']}" in combined
 

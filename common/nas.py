@@ -358,7 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--write", action="store_true", help="write every search space file under experiments/nas/")
     e = sub.add_parser("export", help="write the best candidate of a finished search as build_model JSON")
     e.add_argument("experiment_id", nargs="?", help="NNI experiment id (omit with --from-export)")
-    e.add_argument("--out", required=True, help="architecture JSON to write (details go to <stem>.trial.json)")
+    e.add_argument("--out", default="results/nas/best_arch.json",
+                   help="architecture JSON to write (details go to <stem>.trial.json); the default is the file "
+                        "experiments/pipeline/config.yml reads")
     e.add_argument("--port", type=int, default=None, help="read from the running manager on this port")
     e.add_argument("--registry", default=None, help="nnictl registry (default ~/nni-experiments/.experiment)")
     e.add_argument("--from-export", default=None, help="`nnictl experiment export --type json` file instead of an id")

@@ -297,3 +297,18 @@ def test_ea_and_rl_share_trial_and_objective():
         ea = yaml.safe_load((ROOT / "experiments" / "nas" / kind).read_text())
         rl = yaml.safe_load((ROOT / "experiments" / "nas_rl" / kind).read_text())
         assert ea["trialCommand"] == rl["trialCommand"] and ea["maxTrialNumber"] == rl["maxTrialNumber"]
+
+
+def test_export_writes_where_the_pipeline_config_reads(tmp_path, monkeypatch):
+    """`python -m common.nas export <id>` without --out writes what experiments/pipeline/config.yml reads."""
+    import shlex
+
+    from common.models import load_arch
+
+    config = yaml.safe_load((ROOT / "experiments" / "pipeline" / "config.yml").read_text())
+    command = shlex.split(config["trialCommand"])
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(nnictl_export_rows()))
+    monkeypatch.chdir(tmp_path)  # the repository root, where NNI runs the trials
+    assert nas.main(["export", "--from-export", str(export)]) == 0
+    assert load_arch(command[command.index("--arch") + 1]) == arch_dict(BEST)

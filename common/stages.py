@@ -15,6 +15,9 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 `speedup_b64`, ...) describe the deployed int8 model, and every ratio and Δ compares it with the
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
+
+`compress_pipeline(session, arch, ...)` is seed experiment 4 built on it: the architecture trained and
+pruned through the artifact cache, then this stage, with the dense ResNet-18 as `dense`.
 """
 
 from __future__ import annotations

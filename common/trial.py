@@ -155,11 +155,11 @@ class Session:
         """The cached dense model, pruned and fine-tuned; cached too, so trials sharing this prefix
         (quantization from a 50%-pruned model, the combined pipeline) do not repeat it."""
         validate_pruning(pruner, sparsity)
-        dense, _ = self.dense_model(arch)
         key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
                "finetune": asdict(self.finetune_config())}
 
         def build() -> tuple[dict, dict]:
+            dense, _ = self.dense_model(arch)  # only when the pruned entry is missing: the key does not need it
             seed_everything(self.args.seed)
             pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, self.example_input)
             pruned = pruned.to(self.device)

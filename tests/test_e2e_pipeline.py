@@ -14,7 +14,7 @@ from common.report import load_experiment, main, pipeline_steps
 from tests.nnictl_utils import ROOT, Experiment
 
 CONFIG = ROOT / "experiments" / "pipeline" / "config.smoke.yml"
-# The smoke config's budget is `--max-latency-ratio-b64 0.1`. Measured here: 20% sparsity + int8 runs at 0.14 of
+# The smoke config's budget is `--max-latency-ratio-b64 0.1`. Measured here: 20% sparsity + int8 runs at 0.12-0.14 of
 # dense, 80% at ~0.03. The test sets 0.06, near their geometric mean, so that a CPU with faster int8 kernels
 # (VNNI) cannot move either trial across the line.
 BUDGET = 0.06

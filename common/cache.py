@@ -6,20 +6,33 @@ with `weights_only=True`) and `meta.json` (the key, metrics, and the sha256 of `
   others wait and then load it.
 - Writes are atomic (temp file, fsync, rename); `meta.json` is written last and is the commit
   marker, so a half-written entry is never mistaken for a finished one.
-- A corrupt entry (hash mismatch, unreadable file) is moved aside, never deleted, with a warning,
-  and rebuilt.
+- A corrupt entry (hash mismatch, truncated or undecodable file) is moved aside, never deleted, with a
+  warning, and rebuilt. An entry this process cannot *read* (permission, I/O error) is left alone and
+  raises CacheReadError: on shared storage it is another user's good entry, not a broken one.
+- Files are created with the umask's permissions (mkstemp alone would make them 0600), so with the
+  usual umask 022 (or 002 for group-shared caches) other users' trials can load them.
+- A trial waiting for another trial's build says, every `wait_log_s`, what it waits for, who holds the
+  lock (pid, host and user from `<lock>.owner`) and for how long.
+
+    python3 -m common.cache list  [--cache-dir DIR]             # entries, quarantined entries, locks
+    python3 -m common.cache prune [--cache-dir DIR] [--dry-run] # delete `*.corrupt-*` and locks nobody holds
 """
 
 from __future__ import annotations
 
+import argparse
+import getpass
 import hashlib
 import json
 import os
 import pickle
+import shutil
+import socket
+import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +45,10 @@ Builder = Callable[[], tuple[StateDict, dict[str, Any]]]
 
 class CacheError(RuntimeError):
     pass
+
+
+class CacheReadError(CacheError):
+    """An entry exists but this process may not read it (permission, I/O): left in place, never quarantined."""
 
 
 def default_home() -> Path:
@@ -59,10 +76,29 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    """The process umask; read from /proc where possible, since os.umask() can only read it by setting it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode open() would give a new file: 0o666 less the umask."""
+    return 0o666 & ~_umask()
+
+
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())  # mkstemp makes 0600: other users of a shared cache could not read
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -72,16 +108,47 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
+def _log(message: str) -> None:
+    print(message, flush=True)  # a trial's stdout is its trial.log
+
+
+def lock_owner(lock_path: Path) -> dict[str, Any] | None:
+    """What the holder of `lock_path` wrote into its `.owner` sidecar (pid, host, user, since), if anything."""
+    try:
+        owner = json.loads(Path(f"{lock_path}.owner").read_text())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def describe_owner(owner: dict[str, Any] | None) -> str:
+    if not owner:
+        return "held by an unknown process (no owner file)"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
+    return f"held by pid {owner.get('pid')} on host {owner.get('host')} (user {owner.get('user')}) since {since}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers) and no $USER
+        return str(os.getuid())
+
+
 class ArtifactCache:
-    def __init__(self, root: str | os.PathLike | None = None, lock_timeout_s: float = 24 * 3600) -> None:
+    def __init__(self, root: str | os.PathLike | None = None, lock_timeout_s: float = 24 * 3600,
+                 wait_log_s: float = 60.0, log: Callable[[str], None] = _log) -> None:
         self.root = Path(root).expanduser() if root is not None else default_home() / "artifacts"
         self.lock_timeout_s = lock_timeout_s
+        self.wait_log_s = wait_log_s  # how often a waiting trial says what it waits for
+        self.log = log
 
     def entry_dir(self, name: str, key: dict[str, Any]) -> Path:
         return self.root / f"{name}-{key_digest(key)}"
 
     def load(self, name: str, key: dict[str, Any]) -> tuple[StateDict, dict[str, Any]] | None:
-        """The entry if it is complete and intact; None if absent. Corrupt entries are moved aside."""
+        """The entry if it is complete and intact; None if absent. Corrupt entries are moved aside;
+        an entry this process cannot read raises CacheReadError and stays where it is."""
         entry = self.entry_dir(name, key)
         meta_path, model_path = entry / "meta.json", entry / "model.pt"
         if not meta_path.exists():
@@ -93,15 +160,28 @@ class ArtifactCache:
             if _sha256(model_path) != meta.get("sha256"):
                 raise CacheError("model.pt does not match the sha256 recorded in meta.json")
             state = torch.load(model_path, map_location="cpu", weights_only=True)
-        except (OSError, ValueError, CacheError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        except FileNotFoundError as err:  # meta.json without model.pt: an incomplete entry
+            self._quarantine(entry, err)
+            return None
+        except OSError as err:  # permission, I/O: the entry may be fine, only this process cannot read it
+            raise CacheReadError(
+                f"cannot read artifact cache entry {entry} ({err}); it is left in place. On shared storage every "
+                "user of the cache needs read access (umask 022, or 002 for a group; `chmod -R g+rX` for old "
+                "entries), or pass --cache-dir for a cache of your own."
+            ) from err
+        except (ValueError, CacheError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
             self._quarantine(entry, err)
             return None
         return state, meta.get("info", {})
 
     def _quarantine(self, entry: Path, err: BaseException) -> None:
         aside = entry.with_name(f"{entry.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        try:
+            os.replace(entry, aside)
+        except OSError as move_err:
+            raise CacheError(f"artifact cache entry {entry} is corrupt ({err}) but cannot be moved aside "
+                             f"({move_err}); remove it, or pass --cache-dir for a cache of your own") from move_err
         warnings.warn(f"artifact cache entry {entry} is corrupt ({err}); moved to {aside} and rebuilding", stacklevel=3)
-        os.replace(entry, aside)
 
     def save(self, name: str, key: dict[str, Any], state: StateDict, info: dict[str, Any]) -> Path:
         entry = self.entry_dir(name, key)
@@ -120,16 +200,145 @@ class ArtifactCache:
             return (*hit, False)
         self.root.mkdir(parents=True, exist_ok=True)
         lock_path = self.root / f"{self.entry_dir(name, key).name}.lock"
+        lock = self._acquire(lock_path)
+        owner = Path(f"{lock_path}.owner")
         try:
-            with FileLock(str(lock_path), timeout=self.lock_timeout_s):
-                hit = self.load(name, key)  # another trial may have built it while we waited
-                if hit is not None:
-                    return (*hit, False)
-                state, info = build()
-                self.save(name, key, state, info)
-                return state, info, True
-        except Timeout as err:
-            raise CacheError(
-                f"waited {self.lock_timeout_s:.0f}s for {lock_path}; another trial holds it. "
-                "If no trial is running, delete the lock file."
-            ) from err
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": time.time()}
+            _atomic_write(owner, lambda f: f.write(json.dumps(record).encode()))
+            hit = self.load(name, key)  # another trial may have built it while we waited
+            if hit is not None:
+                return (*hit, False)
+            state, info = build()
+            self.save(name, key, state, info)
+            return state, info, True
+        finally:
+            owner.unlink(missing_ok=True)
+            lock.release()
+
+    def _acquire(self, lock_path: Path) -> FileLock:
+        """The entry's lock, waited for with a log line every `wait_log_s`: who holds it and for how long."""
+        lock = FileLock(str(lock_path), mode=file_mode())
+        start = time.monotonic()
+        try:
+            lock.acquire(blocking=False)
+            return lock
+        except Timeout:
+            pass
+        except PermissionError as err:
+            raise CacheError(f"cannot open the lock file {lock_path} ({err}); on a shared cache every user needs "
+                             "write access to the lock files: umask 002 and a shared group") from err
+        what = lock_path.name.removesuffix(".lock")
+        self.log(f"cache: waiting for {what}, which another trial is building: {describe_owner(lock_owner(lock_path))}")
+        while True:
+            waited = time.monotonic() - start
+            if waited >= self.lock_timeout_s:
+                raise CacheError(
+                    f"waited {self.lock_timeout_s:.0f}s for {lock_path}; another trial holds it "
+                    f"({describe_owner(lock_owner(lock_path))}). If no trial is running, "
+                    "`python3 -m common.cache prune` removes locks nobody holds."
+                )
+            try:
+                lock.acquire(timeout=min(self.wait_log_s, self.lock_timeout_s - waited))
+                self.log(f"cache: got {what} after waiting {time.monotonic() - start:.0f}s")
+                return lock
+            except Timeout:
+                self.log(f"cache: still waiting for {what} after {time.monotonic() - start:.0f}s: "
+                         f"{describe_owner(lock_owner(lock_path))}")
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _lock_is_free(lock_path: Path) -> bool:
+    lock = FileLock(str(lock_path), mode=file_mode())
+    try:
+        lock.acquire(blocking=False)
+    except (Timeout, OSError):
+        return False
+    lock.release()
+    return True
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def scan(root: Path) -> dict[str, list[dict[str, Any]]]:
+    """What is under `root`: committed `entries`, `uncommitted` ones (no meta.json: a build running or
+    killed), `quarantined` (`*.corrupt-*`) and `locks` (free, or who holds them)."""
+    found: dict[str, list[dict[str, Any]]] = {"entries": [], "uncommitted": [], "quarantined": [], "locks": []}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.iterdir()):
+        if path.name.endswith(".lock"):
+            free = _lock_is_free(path)
+            found["locks"].append({"path": path, "free": free, "owner": None if free else lock_owner(path)})
+        elif ".corrupt-" in path.name:
+            found["quarantined"].append({"path": path, "bytes": _size(path)})
+        elif path.is_dir():
+            kind = "entries" if (path / "meta.json").exists() else "uncommitted"
+            found[kind].append({"path": path, "bytes": _size(path)})
+    return found
+
+
+def prune(root: Path, dry_run: bool = False, log: Callable[[str], None] = _log) -> list[Path]:
+    """Delete quarantined entries and the locks (with their `.owner` files) that no process holds.
+
+    A lock is deleted only while this process holds it; a trial that opened it just before still
+    re-checks the cache after locking, so at worst two trials build the same entry, never a wrong one.
+    """
+    removed = []
+    found = scan(root)
+    for item in found["quarantined"]:
+        log(f"{'would remove' if dry_run else 'removing'} quarantined {item['path']}")
+        if not dry_run and item["path"].is_dir():
+            shutil.rmtree(item["path"])
+        elif not dry_run:
+            item["path"].unlink()
+        removed.append(item["path"])
+    for item in found["locks"]:
+        if not item["free"]:
+            log(f"keeping {item['path']}: {describe_owner(item['owner'])}")
+            continue
+        lock = FileLock(str(item["path"]), mode=file_mode())
+        try:
+            lock.acquire(blocking=False)
+        except (Timeout, OSError):
+            continue  # taken since the scan
+        try:
+            log(f"{'would remove' if dry_run else 'removing'} stale lock {item['path']}")
+            if not dry_run:
+                Path(f"{item['path']}.owner").unlink(missing_ok=True)
+                item["path"].unlink(missing_ok=True)
+            removed.append(item["path"])
+        finally:
+            lock.release()
+    return removed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m common.cache", description="Inspect and tidy the artifact cache.")
+    parser.add_argument("command", choices=["list", "prune"])
+    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $NNI_SUITE_HOME/artifacts")
+    parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
+    args = parser.parse_args(argv)
+    root = (args.cache_dir or default_home() / "artifacts").expanduser()
+    if args.command == "prune":
+        removed = prune(root, args.dry_run)
+        print(f"{'would remove' if args.dry_run else 'removed'} {len(removed)} item(s) under {root}")
+        return 0
+    found = scan(root)
+    print(f"artifact cache {root}")
+    for kind in ("entries", "uncommitted", "quarantined"):
+        total = sum(item["bytes"] for item in found[kind])
+        print(f"{kind}: {len(found[kind])} ({total / 1e6:.1f} MB)")
+        for item in found[kind]:
+            print(f"  {item['path'].name}  {item['bytes'] / 1e6:.1f} MB")
+    print(f"locks: {len(found['locks'])}")
+    for item in found["locks"]:
+        print(f"  {item['path'].name}  {'free (stale)' if item['free'] else describe_owner(item['owner'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,13 +9,15 @@ dominates the wall clock of short NNI trials on small 32x32 images.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import os
 import socket
 import time
 import urllib.error
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +66,9 @@ class ImageSplits:
     """Decoded train/val/test splits as CPU uint8 NCHW tensors plus the metadata the loaders need.
 
     ``val`` is held out from the training set (tuners optimise it); ``test`` is the official test split,
-    reported beside val but never used for selection.
+    reported beside val but never used for selection. ``fingerprint`` is a sha256 of exactly what was loaded
+    (every split's pixels and labels, the class names): the artifact cache keys on it, so a folder whose
+    images changed, or another folder with the same class count, never reuses a model trained on other data.
     """
 
     train_images: torch.Tensor
@@ -77,6 +81,7 @@ class ImageSplits:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     classes: tuple[str, ...]
+    fingerprint: str = field(init=False)  # computed from the tensors, also after dataclasses.replace()
 
     def __post_init__(self) -> None:
         # Fail at construction rather than deep inside a training loop when splits are built by hand.
@@ -91,6 +96,16 @@ class ImageSplits:
                 )
         if len(self.classes) != self.num_classes:
             raise ValueError(f"{len(self.classes)} class names for num_classes={self.num_classes}")
+        object.__setattr__(self, "fingerprint", self._content_hash())
+
+    def _content_hash(self) -> str:
+        h = hashlib.sha256(json.dumps({"classes": list(self.classes), "num_classes": self.num_classes}).encode())
+        for name in ("train", "val", "test"):
+            for kind in ("images", "labels"):
+                t = getattr(self, f"{name}_{kind}").detach().cpu().contiguous()
+                h.update(f"{name}_{kind}:{t.dtype}:{tuple(t.shape)}".encode())  # split sizes and shapes
+                h.update(t.numpy().data)
+        return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class Session:
             "eval_limit": p.eval_limit,
             "val_fraction": p.val_fraction,
             "num_classes": self.splits.num_classes,
+            "data": self.splits.fingerprint,  # what was loaded, not just its name: changed images rebuild
             "seed": self.args.seed,
             "batch_size": p.batch_size,
             "train": asdict(p.train),

@@ -1,6 +1,7 @@
 """Trial plumbing: parameters (flags + tuner overrides), the session, and the final report."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from common import trial
 from common.data import DatasetNotFoundError
 from common.profiles import PROFILES, get_profile
 from tests.nnictl_utils import ROOT
+
+TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
 
 
 def prune_parser():
@@ -140,3 +143,28 @@ def test_advisor_budget_sets_the_finetune_epochs(tuner):
     assert session.finetune_config().epochs == 2
     args.TRIAL_BUDGET = None
     assert session.finetune_config().epochs == 7
+
+
+def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir, tmp_path, capsys):
+    """Two folders with the same classes, or one image changed, are different data: a different key, a rebuild."""
+    from PIL import Image
+
+    root = fake_imagefolder_dir.root
+    other = tmp_path / "other"
+    shutil.copytree(root / "train", other / "train")
+    shutil.copytree(root / "val", other / "val")
+    Image.new("RGB", (20, 30), (90, 90, 90)).save(other / "train" / "cat" / "0.png")  # one image differs
+
+    def session(data_dir):
+        args = trial.parse_params(trial.base_parser("t"), ["--dataset", "imagefolder", "--data-dir", str(data_dir),
+                                                           "--cache-dir", str(tmp_path / "cache")])
+        return trial.start_session(args)
+
+    first, again, changed = session(root), session(root), session(other)
+    assert first.splits.classes == changed.splits.classes and first.splits.num_classes == changed.splits.num_classes
+    assert first.dense_key(TINY) == again.dense_key(TINY)  # same files: the same entry
+    assert first.dense_key(TINY) != changed.dense_key(TINY)
+    for s in (first, again, changed):
+        s.dense_model(TINY)
+    out = [line.split(": ")[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("dense ")]
+    assert out == ["trained and cached", "loaded from cache", "trained and cached"]

@@ -524,6 +524,10 @@ class TensorLoader:
         self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1) * 255
         self._generator = torch.Generator(device=self.device) if train else None
 
+    def reset(self) -> None:
+        """Back to epoch 0: the next pass serves the same batches as the first pass of a fresh loader."""
+        self.epoch = 0
+
     @property
     def num_samples(self) -> int:
         """Number of images in the underlying split (train epochs may drop a partial last batch)."""

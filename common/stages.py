@@ -90,6 +90,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     if start_name in references or start_name in ("sim", "int8"):
         raise ValueError(f"start_name {start_name!r} collides with another model's name")
     loaders, device, example = session.loaders, session.device, session.example_input
+    loaders["train"].reset()  # calibration batches must not depend on what this process trained before
     labels = {"val": session.splits.val_labels, "test": session.splits.test_labels}
     fp32, alias = _distinct({start_name: start, **references})
     latency_threads = session.args.latency_threads

@@ -316,7 +316,8 @@ def fit(
     ``train_acc``, ``lr`` (lr of the epoch's last step) and, only when ``val_loader`` is given,
     ``val_acc``/``val_loss`` (``val_*`` history lists stay empty otherwise). ``epoch_index`` is 0-based.
     ``cfg.epochs == 0`` is a no-op ("skip fine-tune"). Raises NonFiniteLossError on the first NaN/inf
-    loss, before it is back-propagated. The model is left in eval() mode.
+    loss, before it is back-propagated. The model is left in eval() mode. A loader with ``reset()``
+    (TensorLoader) is reset first, so every fit sees the same batches whatever the loader served before.
 
     NNI's quantizers own the optimizer (they patch its ``step``) and the loss: they pass ``optimizer``
     and ``training_step`` (``(batch, model) -> (loss, logits)``); the schedule, clipping, NaN guard and
@@ -324,6 +325,11 @@ def fit(
     it: bf16 is as coarse as the int8 grid); ``max_steps`` stops early; ``name`` labels the log lines.
     """
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
+    # A cached artifact must depend on its key only: fine-tuning after training the dense model in this
+    # process must see the batches it sees after loading that model from the cache.
+    reset = getattr(train_loader, "reset", None)
+    if callable(reset):
+        reset()
     if cfg.epochs == 0:
         model.eval()
         return history

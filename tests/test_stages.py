@@ -54,3 +54,22 @@ def test_stage_arguments_are_checked_before_work(session):
         quantize_deploy_measure(session, model, {"baseline": model}, algorithm="ptq", bits=8)
     with pytest.raises(ValueError, match="collides"):
         quantize_deploy_measure(session, model, {"dense": model}, algorithm="ptq", bits=8, start_name="int8")
+
+
+def test_stage_starts_from_the_loaders_first_epoch(session, monkeypatch):
+    """QAT and calibration batches must not depend on what this process trained before the stage."""
+    import common.stages as stages
+
+    seen = []
+
+    def record(model, algorithm, bits, *, train_loader, **kwargs):
+        seen.append(train_loader.epoch)
+        raise RuntimeError("stop after quantize_model was called")
+
+    monkeypatch.setattr(stages, "quantize_model", record)
+    for _ in range(2):
+        next(iter(session.loaders["train"]))  # e.g. the dense model trained in this process
+    model = build_model(TINY, session.splits.num_classes)
+    with pytest.raises(RuntimeError, match="stop after"):
+        quantize_deploy_measure(session, model, {"dense": model}, algorithm="qat", bits=8)
+    assert seen == [0]

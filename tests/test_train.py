@@ -153,6 +153,22 @@ def test_seed_everything_makes_fits_reproducible(blobs):
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
 
+def test_every_fit_starts_at_the_loaders_first_epoch():
+    """A TensorLoader's epoch counter seeds shuffling and augmentation: a fit after other fits on the same
+    loader must see the batches a fresh loader serves, or a cached artifact depends on its history."""
+    from common.data import TensorLoader
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g), torch.arange(64) % 4
+    make = lambda: TensorLoader(images, labels, 16, train=True, mean=(0.5,) * 3, std=(0.25,) * 3, pad=2)  # noqa: E731
+    used = make()
+    for _ in range(3):
+        next(iter(used))  # earlier passes (another fit, calibration batches) advance the epoch counter
+    assert used.epoch == 3
+    weights = [_fit_weights(7, loader) for loader in (make(), used)]
+    assert all(torch.equal(x, y) for x, y in zip(*weights, strict=True))
+
+
 def test_zero_epochs_is_a_noop(blobs):
     model = tiny_cnn().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from common import trial
 from common.data import DatasetNotFoundError
@@ -168,3 +169,34 @@ def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir
         s.dense_model(TINY)
     out = [line.split(": ")[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("dense ")]
     assert out == ["trained and cached", "loaded from cache", "trained and cached"]
+
+
+def test_a_cached_pruned_model_is_the_same_whichever_process_built_it(tmp_path):
+    """Built in the process that trained the dense model, or after loading that model from the cache: the same
+    key, so the same weights (the loader's epoch counter must not carry over from dense training)."""
+    from dataclasses import replace
+
+    from common.cache import ArtifactCache
+    from common.data import load_splits, make_loaders
+    from common.train import TrainConfig
+
+    profile = replace(get_profile("smoke"), batch_size=32, train_limit=96, eval_limit=32,
+                      train=TrainConfig(epochs=2, lr=0.2, print_freq=100),
+                      finetune=TrainConfig(epochs=1, lr=0.02, schedule="cosine", print_freq=100))
+    splits = load_splits("synthetic", tmp_path, train_limit=96, eval_limit=32)
+    args = trial.parse_params(prune_parser(), [])
+
+    def session(cache_dir):
+        loaders = make_loaders(splits, profile.batch_size, seed=args.seed)
+        return trial.Session(args, profile, torch.device("cpu"), splits, loaders, ArtifactCache(cache_dir))
+
+    trained_here = session(tmp_path / "a")
+    trained_here.dense_model(TINY)
+    pruned_a, _ = trained_here.pruned_model(TINY, "l1", 0.5)
+    dense_entry = trained_here.cache.entry_dir("dense", trained_here.dense_key(TINY))
+    shutil.copytree(dense_entry, tmp_path / "b" / dense_entry.name)  # a cache holding only the dense model
+    loaded = session(tmp_path / "b")
+    pruned_b, _ = loaded.pruned_model(TINY, "l1", 0.5)
+    assert not list((tmp_path / "b").glob("dense-*.lock")), "the dense model must come from the cache"
+    a, b = pruned_a.state_dict(), pruned_b.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

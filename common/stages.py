@@ -59,6 +59,9 @@ def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
     parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
                         help="training batches for PTQ / ONNX Runtime calibration")
+    parser.add_argument("--keep-model", default=None, metavar="PATH",
+                        help="also copy the deployed int8 ONNX model to PATH (an NNI trial keeps it in its output "
+                             "directory; a hand-run trial otherwise discards it)")
 
 
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -96,10 +99,15 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     latency_threads = session.args.latency_threads
 
     # Quantize: NNI wraps a copy of `start`; PTQ calibrates, the others fine-tune (epochs reported to NNI).
-    sim, calibration, qinfo = quantize_model(
-        start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
-        finetune_cfg=session.finetune_config(), device=device, example_input=example,
-        calibration_batches=calibration_batches, on_epoch_end=report_intermediate)
+    try:
+        sim, calibration, qinfo = quantize_model(
+            start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
+            finetune_cfg=session.finetune_config(), device=device, example_input=example,
+            calibration_batches=calibration_batches, on_epoch_end=report_intermediate)
+    except (TypeError, AttributeError, IndexError, KeyError) as err:
+        # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
+        raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
+                           f"--calibration-batches {calibration_batches}: {type(err).__name__}: {err}") from err
     sim = fp32_exact(sim)
     seconds = {"quantize": qinfo["seconds"]}
 
@@ -130,7 +138,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         seconds["latency"] = time.perf_counter() - t0
         sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
         int8_bytes = os.path.getsize(deployment.int8_path)
-        kept = _keep(deployment.int8_path)
+        kept = _keep(deployment.int8_path, getattr(session.args, "keep_model", None))
 
     described = {name: session.describe(m) for name, m in fp32.items()}
     names = [start_name, *references]
@@ -175,14 +183,16 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     }
 
 
-def _keep(int8_path: Path) -> str:
-    """Copy the deployed model into the NNI trial's output directory, if there is one."""
+def _keep(int8_path: Path, keep: str | None = None) -> str:
+    """Copy the deployed model to `keep` (--keep-model) and into the NNI trial's output directory, where there
+    is one; returns where it was kept, `keep` first, "" if nowhere."""
+    targets = [Path(keep).expanduser()] if keep else []
     out = os.environ.get("NNI_OUTPUT_DIR")
-    if not out:
-        return ""
-    target = Path(out) / DEPLOYED_MODEL_FILE
-    shutil.copyfile(int8_path, target)
-    return str(target)
+    if out:
+        targets.append(Path(out) / DEPLOYED_MODEL_FILE)
+    for target in targets:
+        shutil.copyfile(int8_path, target)
+    return str(targets[0]) if targets else ""
 
 
 def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,

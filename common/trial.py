@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -35,8 +36,26 @@ from common.train import TrainConfig, evaluate, fit, seed_everything
 LATENCY_BATCHES = (1, 64)
 
 
+class BadArgumentsError(SystemExit):
+    """argparse's exit (status 2), carrying its message so that run_main can end trial.log with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+class TrialParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # What argparse prints (usage + error on stderr, exit 2), but the reason travels with the exit:
+        # under NNI stderr goes to trial.stderr, and trial.log must still say why the trial failed.
+        self.print_usage(sys.stderr)
+        reason = f"{self.prog}: error: {message}"
+        print(reason, file=sys.stderr, flush=True)
+        raise BadArgumentsError(reason)
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = TrialParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--profile", default="smoke", choices=list(PROFILES), help="compute budget (common/profiles.py)")
     p.add_argument("--dataset", default=None, choices=list(DATASETS), help="override the profile's data set")
     p.add_argument("--data-dir", default=None, help="data root (default: $NNI_SUITE_HOME/data)")
@@ -66,10 +85,67 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     args = parser.parse_args(argv)
     tuned = nni.get_next_parameter() if in_nni_trial() else None
     if tuned:
-        merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
+        try:
+            merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
+        except ValueError as err:
+            raise ValueError(f"search space parameters {tuned}: {err}") from err
         _check_choices(parser, args, tuned)
-    budgets_from_args(args)  # a bad budget fails here, in seconds, not after training
+    validate_params(parser, args, tuned or {})
     return args
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# dest -> (test, what a valid value is). Checked after the tuner's values are merged (merge_parameter skips
+# argparse's `type` and accepts anything for a flag whose default is None), so a bad value fails in seconds,
+# naming its flag, instead of after the dense model trained or deep inside NNI.
+PARAMETER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "latency_threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "finetune_epochs": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 (0 skips fine-tuning)"),
+    "TRIAL_BUDGET": (lambda v: v is None or (_is_finite(v) and v > 0), "a finite number > 0"),
+    "budget_power": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
+    "calibration_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def _flag(parser: argparse.ArgumentParser, dest: str) -> str:
+    return next((a.option_strings[-1] for a in parser._actions if a.dest == dest and a.option_strings), dest)
+
+
+def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, tuned: dict[str, Any]) -> None:
+    """Every parameter of every trial, checked in one place before any data is loaded or model trained."""
+    for dest, (ok, valid) in PARAMETER_CHECKS.items():
+        if hasattr(args, dest) and not ok(getattr(args, dest)):
+            source = f" (search space: {dest}={tuned[dest]!r})" if dest in tuned else ""
+            raise ValueError(f"{_flag(parser, dest)} must be {valid}, got {getattr(args, dest)!r}{source}")
+    budgets_from_args(args)  # each --max-* budget
+    if hasattr(args, "pruner") and hasattr(args, "sparsity"):
+        validate_pruning(args.pruner, args.sparsity)
+    if hasattr(args, "algorithm") and hasattr(args, "bits"):
+        from common.quantization import validate as validate_quantization
+
+        validate_quantization(args.algorithm, args.bits)
+    try:
+        resolve_device(args.device)
+    except RuntimeError as err:  # torch's own message for a malformed device string
+        raise ValueError(f"--device {args.device!r}: {err}") from err
+    keep = getattr(args, "keep_model", None)
+    if keep:  # the deployed model is written after all training: a path that cannot work must fail now
+        target = Path(keep).expanduser()
+        if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+            raise ValueError(f"--keep-model {keep}: not a writable file path (is {target.parent} a writable folder?)")
+    # Whatever else the profile's fine-tune recipe rejects (TrainConfig checks its own fields).
+    try:
+        Session(args, get_profile(args.profile, dataset=args.dataset), None, None, None, None).finetune_config()
+    except ValueError as err:
+        raise ValueError(f"fine-tune parameters (--finetune-epochs, --trial-budget, ...): {err}") from err
 
 
 def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace, tuned: dict[str, Any]) -> None:
@@ -286,13 +362,25 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_main(main) -> None:
-    """Run a trial's main(); an exception ends the trial FAILED with its reason as the log's last lines."""
+def _summarise_failure(reason: str) -> None:
+    summary = f"TRIAL FAILED: {reason}"
+    print(summary, file=sys.stderr, flush=True)
+    if in_nni_trial():  # NNI 3.0 logs stdout to trial.log but stderr (the traceback) to trial.stderr
+        print(summary, flush=True)
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    """Run a trial's main(); any failure (an exception, a bad flag, an exit) ends the trial FAILED with its
+    reason as the log's last line."""
     try:
         main()
+    except SystemExit as err:
+        if err.code not in (0, None):  # 0: --help
+            _summarise_failure(err.message if isinstance(err, BadArgumentsError) else f"exit status {err.code}")
+        raise
+    except KeyboardInterrupt:
+        _summarise_failure("interrupted (KeyboardInterrupt)")
+        raise
     except Exception as err:  # noqa: BLE001 - re-raised after a readable summary
-        summary = f"TRIAL FAILED: {type(err).__name__}: {err}"
-        print(summary, file=sys.stderr, flush=True)
-        if in_nni_trial():  # NNI 3.0 logs stdout to trial.log but stderr (the traceback) to trial.stderr
-            print(summary, flush=True)
+        _summarise_failure(f"{type(err).__name__}: {err}")
         raise

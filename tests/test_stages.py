@@ -73,3 +73,33 @@ def test_stage_starts_from_the_loaders_first_epoch(session, monkeypatch):
     with pytest.raises(RuntimeError, match="stop after"):
         quantize_deploy_measure(session, model, {"dense": model}, algorithm="qat", bits=8)
     assert seen == [0]
+
+
+def test_keep_model_copies_the_deployed_model(tmp_path, monkeypatch):
+    from common.stages import DEPLOYED_MODEL_FILE, _keep
+
+    deployed = tmp_path / "work" / "int8.onnx"
+    deployed.parent.mkdir()
+    deployed.write_bytes(b"onnx bytes")
+    monkeypatch.delenv("NNI_OUTPUT_DIR", raising=False)
+    assert _keep(deployed) == ""  # a hand-run trial without --keep-model keeps nothing
+    assert _keep(deployed, str(tmp_path / "mine.onnx")) == str(tmp_path / "mine.onnx")
+    assert (tmp_path / "mine.onnx").read_bytes() == b"onnx bytes"
+    monkeypatch.setenv("NNI_OUTPUT_DIR", str(tmp_path / "nni"))
+    (tmp_path / "nni").mkdir()
+    assert _keep(deployed, str(tmp_path / "again.onnx")) == str(tmp_path / "again.onnx")
+    assert (tmp_path / "nni" / DEPLOYED_MODEL_FILE).read_bytes() == b"onnx bytes"  # NNI's copy as well
+    assert _keep(deployed) == str(tmp_path / "nni" / DEPLOYED_MODEL_FILE)
+
+
+def test_keep_model_is_a_quant_and_pipeline_flag():
+    import sys
+
+    from tests.nnictl_utils import ROOT
+
+    sys.path.insert(0, str(ROOT / "trials"))
+    from trials.pipeline import get_parser as pipeline_parser
+    from trials.quant import get_parser as quant_parser
+
+    for parser in (quant_parser(), pipeline_parser()):
+        assert parser.parse_args(["--keep-model", "m.onnx"]).keep_model == "m.onnx"

@@ -1,6 +1,7 @@
 """Trial plumbing: parameters (flags + tuner overrides), the session, and the final report."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -36,8 +37,9 @@ def test_tuner_values_override_flags(tuner):
 
 
 def test_tuner_int_becomes_float(tuner):
-    tuner({"sparsity": 1})  # a JSON 1 for a float flag is cast, not rejected (validation happens later)
-    assert trial.parse_params(prune_parser(), []).sparsity == 1.0
+    tuner({"budget_power": 2})  # a JSON 2 for a float flag is cast, not rejected
+    power = trial.parse_params(prune_parser(), []).budget_power
+    assert power == 2.0 and isinstance(power, float)
 
 
 @pytest.mark.parametrize(
@@ -200,3 +202,64 @@ def test_a_cached_pruned_model_is_the_same_whichever_process_built_it(tmp_path):
     assert not list((tmp_path / "b").glob("dense-*.lock")), "the dense model must come from the cache"
     a, b = pruned_a.state_dict(), pruned_b.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def quant_parser():
+    sys.path.insert(0, str(ROOT / "trials"))
+    from trials.quant import get_parser
+
+    return get_parser()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--latency-threads", "0"], "--latency-threads must be an integer >= 1, got 0"),
+    (["--budget-power", "0"], "--budget-power must be a finite number > 0, got 0.0"),
+    (["--calibration-batches", "0"], "--calibration-batches must be an integer >= 1, got 0"),
+    (["--trial-budget", "nan"], "--trial-budget must be a finite number > 0, got nan"),
+    (["--finetune-epochs", "-1"], "--finetune-epochs must be an integer >= 0 (0 skips fine-tuning), got -1"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--keep-model", "/nonexistent/dir/model.onnx"], "--keep-model /nonexistent/dir/model.onnx: not a writable"),
+])
+def test_every_late_check_fails_in_parse_params_naming_the_flag(argv, message):
+    """Each of these once failed only after training (or inside NNI, without naming the parameter)."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        trial.parse_params(quant_parser(), argv)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"latency_threads": 0}, "--latency-threads must be an integer >= 1, got 0 (search space: latency_threads=0)"),
+    ({"finetune_epochs": "3"}, "--finetune-epochs must be an integer >= 0"),  # merge_parameter takes any type here
+    ({"TRIAL_BUDGET": float("inf")}, "--trial-budget must be a finite number > 0, got inf"),
+    ({"calibration_batches": 0}, "--calibration-batches must be an integer >= 1, got 0"),
+])
+def test_tuner_values_are_checked_as_flags_are(tuner, params, message):
+    tuner(params)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        trial.parse_params(quant_parser(), [])
+
+
+def test_a_bad_flag_is_the_last_line_of_the_log(tuner, capsys):
+    """argparse exits with SystemExit, not an Exception: its reason must still end trial.log (stdout under NNI)."""
+    tuner({})
+    with pytest.raises(SystemExit) as exit_info:
+        trial.run_main(lambda: trial.parse_params(prune_parser(), ["--spasity", "0.5"]))
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"TRIAL FAILED: \S+: error: unrecognized arguments: --spasity 0\.5", last), out
+    assert "usage:" in err and err.strip().splitlines()[-1] == last
+
+
+def test_help_is_not_a_failure(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        trial.run_main(lambda: trial.parse_params(prune_parser(), ["--help"]))
+    assert exit_info.value.code == 0 and "TRIAL FAILED" not in capsys.readouterr().err
+
+
+def test_quant_trial_rejects_zero_calibration_batches_in_seconds():
+    start = time.time()
+    proc = subprocess.run([sys.executable, str(ROOT / "trials" / "quant.py"), "--calibration-batches", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "session:" not in proc.stdout, "failed before loading any data"
+    assert proc.stderr.strip().splitlines()[-1] == "ValueError: --calibration-batches must be an integer >= 1, got 0"
+    assert time.time() - start < 60

@@ -13,8 +13,6 @@ import _path  # noqa: F401
 
 from common.models import load_arch
 from common.pruning import PRUNERS
-from common.pruning import validate as validate_pruning
-from common.quantization import validate as validate_quantization
 from common.stages import add_quantization_arguments, compress_pipeline
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
@@ -29,11 +27,8 @@ def get_parser():
 
 
 def main() -> None:
-    args = parse_params(get_parser())
-    # Every stage's parameters are checked before any training: a bad value must fail in seconds.
-    arch = load_arch(args.arch)
-    validate_pruning(args.pruner, args.sparsity)
-    validate_quantization(args.algorithm, args.bits)
+    args = parse_params(get_parser())  # checks every stage's parameters: a bad value fails in seconds
+    arch = load_arch(args.arch)  # before any training too
     session = start_session(args)
 
     metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,

@@ -6,7 +6,7 @@ fine-tune → measure next to the dense model → report to NNI.
 
 import _path  # noqa: F401
 
-from common.pruning import PRUNERS, validate
+from common.pruning import PRUNERS
 from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session
 
 
@@ -18,8 +18,7 @@ def get_parser():
 
 
 def main() -> None:
-    args = parse_params(get_parser())
-    validate(args.pruner, args.sparsity)  # before any training: a bad value must fail in seconds
+    args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     session = start_session(args)
 
     dense, _ = session.dense_model("resnet18")

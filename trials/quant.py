@@ -11,7 +11,6 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 
 import _path  # noqa: F401
 
-from common.quantization import validate
 from common.stages import add_quantization_arguments, quantize_deploy_measure
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
@@ -27,8 +26,7 @@ def get_parser():
 
 
 def main() -> None:
-    args = parse_params(get_parser())
-    validate(args.algorithm, args.bits)  # before any training: a bad value must fail in seconds
+    args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     session = start_session(args)
 
     dense, _ = session.dense_model("resnet18")

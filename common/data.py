@@ -121,6 +121,7 @@ def load_splits(
     eval_limit: int | None = None,
     seed: int = 0,
     download: bool = True,
+    skip_bad_images: bool = False,
     image_size: int = 32,
 ) -> ImageSplits:
     """Load ``dataset`` and split it into train / val (held out from train) / test.
@@ -131,7 +132,8 @@ def load_splits(
     ``synthetic`` the data is generated on demand, so the limits are the exact sizes (they may exceed the
     nominal 1800/200/500) and nothing beyond them is generated.
 
-    Raises ``ValueError`` for bad arguments and ``DatasetNotFoundError`` when files are missing/corrupt.
+    Raises ``ValueError`` for bad arguments and ``DatasetNotFoundError`` when files are missing/corrupt; an
+    image folder's unreadable images are all named in one error, or skipped (and counted) with ``skip_bad_images``.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
@@ -151,7 +153,8 @@ def load_splits(
         if image_size != 32:
             train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
     else:
-        train_images, train_labels, test_images, test_labels, classes = _load_imagefolder(data_dir, image_size)
+        train_images, train_labels, test_images, test_labels, classes = _load_imagefolder(
+            data_dir, image_size, skip_bad_images)
 
     n = len(train_labels)
     n_val = round(n * val_fraction)
@@ -305,7 +308,7 @@ _IMAGEFOLDER_LAYOUT = (
 )
 
 
-def _load_imagefolder(data_dir: str | os.PathLike, image_size: int):
+def _load_imagefolder(data_dir: str | os.PathLike, image_size: int, skip_bad_images: bool = False):
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
@@ -328,17 +331,44 @@ def _load_imagefolder(data_dir: str | os.PathLike, image_size: int):
         raise ValueError(f"classes in {root / 'val'} without training images: {unknown}; {layout}")
     # ImageFolder numbers classes per folder; re-index val so a class missing from val keeps its id.
     remap = torch.tensor([train.class_to_idx[name] for name in test.classes], dtype=torch.int64)
-    train_x, train_y = _decode_all(train)
-    test_x, test_y = _decode_all(test)
+    train_x, train_y, bad_train = _decode_all(train, image_size)
+    test_x, test_y, bad_test = _decode_all(test, image_size)
+    bad = bad_train + bad_test
+    if bad and not skip_bad_images:  # every bad file at once: fixing them one run at a time is slow
+        raise DatasetNotFoundError(f"{len(bad)} unreadable image(s) in {root}: " + "; ".join(bad)
+                                   + ". Replace or delete them, or pass --skip-bad-images to train without them.")
+    if bad:
+        print(f"skipped {len(bad)} unreadable image(s) in {root} (--skip-bad-images): " + "; ".join(bad), flush=True)
     return train_x, train_y, test_x, remap[test_y], list(train.classes)
 
 
-def _decode_all(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+class _Tolerant(torch.utils.data.Dataset):
+    """An ImageFolder whose unreadable files come back as a blank image plus the error instead of raising, so
+    one bad file does not hide the others (module level: DataLoader workers pickle it)."""
+
+    def __init__(self, folder, image_size: int) -> None:
+        self.folder, self.blank = folder, torch.zeros(3, image_size, image_size, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str]:
+        try:
+            image, label = self.folder[index]
+            return image, label, ""
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file; each is reported
+            return self.blank, -1, f"{self.folder.samples[index][0]} ({type(exc).__name__}: {exc})"
+
+
+def _decode_all(dataset, image_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images and labels of every readable file, and one `path (error)` per unreadable one."""
     # Worker processes only pay for themselves on larger folders (their startup is ~0.1-1 s).
     workers = 0 if len(dataset) < 2048 else min(8, os.cpu_count() or 1)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=workers)
-    images, labels = zip(*loader, strict=True)
-    return torch.cat(images), torch.cat(labels).to(torch.int64)
+    loader = torch.utils.data.DataLoader(_Tolerant(dataset, image_size), batch_size=256, num_workers=workers)
+    images, labels, errors = zip(*loader, strict=True)
+    errors = [e for batch in errors for e in batch]
+    ok = torch.tensor([not e for e in errors], dtype=torch.bool)
+    return torch.cat(images)[ok], torch.cat(labels).to(torch.int64)[ok], [e for e in errors if e]
 
 
 def _synthetic_splits(

@@ -59,6 +59,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--profile", default="smoke", choices=list(PROFILES), help="compute budget (common/profiles.py)")
     p.add_argument("--dataset", default=None, choices=list(DATASETS), help="override the profile's data set")
     p.add_argument("--data-dir", default=None, help="data root (default: $NNI_SUITE_HOME/data)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="imagefolder: train without unreadable images (counted in the log) instead of failing")
     p.add_argument("--cache-dir", default=None, help="artifact cache (default: $NNI_SUITE_HOME/artifacts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -280,7 +282,8 @@ def start_session(args: argparse.Namespace) -> Session:
     home = default_home()
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else home / "data"
     splits = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
-                         train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed)
+                         train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed,
+                         skip_bad_images=args.skip_bad_images)
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
                            channels_last=device.type == "cuda")
     cache = ArtifactCache(args.cache_dir or home / "artifacts")

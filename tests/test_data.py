@@ -260,6 +260,20 @@ def test_imagefolder_image_size(fake_imagefolder_dir):
     assert s.train_images.shape == (12, 3, 16, 16) and len(s.val_images) == 0
 
 
+def test_imagefolder_names_every_unreadable_image(fake_imagefolder_dir, capsys):
+    root = fake_imagefolder_dir.root
+    bad = [root / "train" / "cat" / "1.png", root / "val" / "frog" / "2.png"]
+    bad[0].write_bytes(b"not a png")
+    bad[1].write_bytes(bad[1].read_bytes()[:30])  # truncated
+    with pytest.raises(DatasetNotFoundError, match="2 unreadable image") as info:
+        load_splits("imagefolder", root, val_fraction=0.0)
+    assert all(str(p) in str(info.value) for p in bad) and "--skip-bad-images" in str(info.value)
+    s = load_splits("imagefolder", root, val_fraction=0.0, skip_bad_images=True)
+    assert len(s.train_labels) == 11 and len(s.test_labels) == 4  # 12 - 1 and 5 - 1
+    assert s.train_labels.tolist().count(s.classes.index("cat")) == 3
+    assert "skipped 2 unreadable image(s)" in capsys.readouterr().out
+
+
 def test_imagefolder_missing_val_names_layout(fake_imagefolder_dir):
     shutil.rmtree(fake_imagefolder_dir.root / "val")
     with pytest.raises(DatasetNotFoundError, match="val") as info:

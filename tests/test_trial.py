@@ -263,3 +263,12 @@ def test_quant_trial_rejects_zero_calibration_batches_in_seconds():
     assert proc.returncode != 0 and "session:" not in proc.stdout, "failed before loading any data"
     assert proc.stderr.strip().splitlines()[-1] == "ValueError: --calibration-batches must be an integer >= 1, got 0"
     assert time.time() - start < 60
+
+
+def test_skip_bad_images_flag_reaches_the_loader(fake_imagefolder_dir, tmp_path):
+    (fake_imagefolder_dir.root / "train" / "dog" / "0.png").write_bytes(b"garbage")
+    flags = ["--dataset", "imagefolder", "--data-dir", str(fake_imagefolder_dir.root), "--cache-dir", str(tmp_path)]
+    with pytest.raises(DatasetNotFoundError, match=r"1 unreadable image.*dog/0\.png"):
+        trial.start_session(trial.parse_params(trial.base_parser("t"), flags))
+    session = trial.start_session(trial.parse_params(trial.base_parser("t"), [*flags, "--skip-bad-images"]))
+    assert len(session.splits.train_labels) + len(session.splits.val_labels) == 11

@@ -249,12 +249,17 @@ def records_from_export(path: str | Path) -> list[dict[str, Any]]:
 
 def records_from_db(experiment_id: str, registry: str | Path | None = None) -> list[dict[str, Any]]:
     """Final results of a running or stopped experiment, read from its own database (common/report.py)."""
-    from common.report import ReportError, load_experiment
+    from common.report import ReportError, failure_listing, load_experiment
 
     try:
-        return _from_report(load_experiment(experiment_id, Path(registry) if registry else None))
+        trials = load_experiment(experiment_id, Path(registry) if registry else None)
     except ReportError as err:
         raise ExportError(f"{err}; or pass --port of its running manager") from None
+    records = _from_report(trials)
+    if trials and not records:  # say why: every trial's parameters and the last line of its trial.log
+        raise ExportError(f"no trial of {experiment_id} has a final result yet; its {len(trials)} trial(s):\n"
+                          f"{failure_listing(trials)}")
+    return records
 
 
 def _from_report(trials: Iterable[Any]) -> list[dict[str, Any]]:

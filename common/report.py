@@ -12,6 +12,7 @@ parameter listing, which is wrong under trialConcurrency >= 2 (NNI #5693, #5726)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sqlite3
@@ -40,6 +41,8 @@ class TrialRecord:
     trial_id: str
     status: str
     result: dict[str, Any] | None  # the final result dict (echoed parameters included), None if none
+    parameters: dict[str, Any] | None = None  # as NNI lists them: the only copy a trial that failed has
+    last_log_line: str = ""  # of its trial.log: `TRIAL FAILED: <reason>` for a trial that failed
 
     @property
     def ok(self) -> bool:
@@ -59,6 +62,26 @@ def _parse_metric(data: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+def last_log_line(trial_dir: str | Path | None, fallback: Iterable[Path] = ()) -> str:
+    """The last non-empty line of a trial's trial.log (in `trial_dir`, else the first of `fallback` that exists)."""
+    candidates = [Path(str(trial_dir).removeprefix("file://localhost:")) / "trial.log"] if trial_dir else []
+    for path in [*candidates, *fallback]:
+        try:
+            with open(path, "rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 4096))
+                lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            continue
+        return lines[-1] if lines else "(trial.log is empty)"
+    return "(no trial.log found)"
+
+
+def failure_listing(records: Sequence[TrialRecord]) -> str:
+    """One line per trial without a result: status, parameters, and why it ended (its trial.log's last line)."""
+    return "\n".join(f"  {r.experiment} {r.trial_id} {r.status} parameters={json.dumps(r.parameters)}: "
+                     f"{r.last_log_line or '(no log)'}" for r in records if not r.ok)
+
+
 def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[TrialRecord]:
     """All trials of one experiment from its sqlite database (read-only; works while it runs)."""
     registry = _registry(registry_path)
@@ -72,15 +95,29 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         status: dict[str, str] = {}
-        for trial_id, event in con.execute("SELECT trialJobId, event FROM TrialJobEvent ORDER BY timestamp"):
+        params: dict[str, Any] = {}
+        log_dirs: dict[str, str] = {}
+        events = "SELECT trialJobId, event, data, logPath FROM TrialJobEvent ORDER BY timestamp"
+        for trial_id, event, data, log_path in con.execute(events):
             if event not in ("ADD_CUSTOMIZED", "ADD_HYPERPARAMETER"):
                 status[trial_id] = event
+            if data:  # the WAITING/RUNNING events carry the parameters NNI sent
+                with contextlib.suppress(ValueError, AttributeError):
+                    params[trial_id] = json.loads(data).get("parameters")
+            if log_path:
+                log_dirs[trial_id] = log_path
         query = "SELECT trialJobId, data FROM MetricData WHERE type='FINAL'"
         finals = {t: _parse_metric(d) for t, d in con.execute(query)}
     finally:
         con.close()
-    return [TrialRecord(exp_id, t, s, finals.get(t) if isinstance(finals.get(t), dict) else None)
-            for t, s in sorted(status.items())]
+    records = []
+    for t, s in sorted(status.items()):
+        result = finals.get(t) if isinstance(finals.get(t), dict) else None
+        # Why a trial ended without a result: NNI 3.0 writes trial.log under environments/<env>/trials/<id>/.
+        fallback = sorted(db.parents[1].glob(f"**/trials/{t}/trial.log"))
+        tail = "" if s == "SUCCEEDED" and result else last_log_line(log_dirs.get(t), fallback)
+        records.append(TrialRecord(exp_id, t, s, result, params.get(t), tail))
+    return records
 
 
 def load_export(path: Path) -> list[TrialRecord]:
@@ -120,7 +157,8 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage."""
     ok = [r.result for r in records if r.ok]
     if not ok:
-        raise ReportError("no trial has a final result yet: nothing to report")
+        listing = f"; its {len(records)} trial(s):\n{failure_listing(records)}" if records else ""
+        raise ReportError(f"no trial has a final result yet: nothing to report{listing}")
     rows: list[dict[str, Any]] = []
     # The dense baseline as every trial measured it beside its own model (same process, same load).
     dense_acc = [r["dense_test_acc"] for r in ok if "dense_test_acc" in r]

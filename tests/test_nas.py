@@ -312,3 +312,14 @@ def test_export_writes_where_the_pipeline_config_reads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the repository root, where NNI runs the trials
     assert nas.main(["export", "--from-export", str(export)]) == 0
     assert load_arch(command[command.index("--arch") + 1]) == arch_dict(BEST)
+
+
+def test_export_of_an_all_failed_search_says_why(tmp_path, capsys):
+    from tests.test_report import failed_registry
+
+    registry = failed_registry(tmp_path)
+    assert nas.main(["export", "fail0001", "--registry", str(registry), "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "no trial of fail0001 has a final result yet; its 2 trial(s)" in err
+    assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in err
+    assert "bbbbb FAILED" in err and "TRIAL FAILED: NonFiniteLossError" in err

@@ -144,3 +144,46 @@ def test_readme_results_are_the_recorded_report():
     assert all(line in report for line in measured), [line for line in measured if line not in report]
     for png in ("accuracy_vs_latency.png", "accuracy_vs_size.png"):
         assert f"(results/smoke/{png})" in section and (root / "results" / "smoke" / png).is_file()
+
+
+def failed_registry(tmp_path: Path, exp_id: str = "fail0001") -> Path:
+    """A registry and database of an experiment whose trials all FAILED, with trial.log files where NNI 3.0
+    writes them; one trial's logPath is left out (read from the layout instead)."""
+    import sqlite3
+
+    exp_dir = tmp_path / "logs" / exp_id
+    (exp_dir / "db").mkdir(parents=True)
+    db = sqlite3.connect(exp_dir / "db" / "nni.sqlite")
+    db.execute("CREATE TABLE TrialJobEvent (timestamp integer, trialJobId text, event text, data text, "
+               "logPath text, sequenceId integer, message text, environmentId text)")
+    db.execute("CREATE TABLE MetricData (timestamp integer, trialJobId text, parameterId text, type text, "
+               "sequence integer, data text)")
+    trials = {"aaaaa": ({"pruner": "fpgm", "sparsity": 1.5}, "sparsity must be strictly between 0 and 1, got 1.5"),
+              "bbbbb": ({"pruner": "l1", "sparsity": 0.5}, "NonFiniteLossError: NaN/inf training loss")}
+    for t, (trial_id, (params, reason)) in enumerate(trials.items()):
+        trial_dir = exp_dir / "environments" / "local-env" / "trials" / trial_id
+        trial_dir.mkdir(parents=True)
+        (trial_dir / "trial.log").write_text(f"session: ...\nTRIAL FAILED: {reason}\n\n")
+        log_path = str(trial_dir) if trial_id == "aaaaa" else None
+        shown = json.dumps({"parameter_id": t, "parameter_source": "algorithm", "parameters": params})
+        db.execute("INSERT INTO TrialJobEvent VALUES (?, ?, 'WAITING', ?, ?, ?, NULL, 'local-env')",
+                   (10 * t, trial_id, shown, log_path, t))
+        db.execute("INSERT INTO TrialJobEvent VALUES (?, ?, 'FAILED', NULL, ?, ?, NULL, 'local-env')",
+                   (10 * t + 5, trial_id, log_path, t))
+    db.commit()
+    db.close()
+    registry = tmp_path / ".experiment"
+    registry.write_text(json.dumps({exp_id: {"id": exp_id, "logDir": str(tmp_path / "logs"), "status": "DONE"}}))
+    return registry
+
+
+def test_all_failed_experiment_lists_each_trial_and_why(tmp_path):
+    registry = failed_registry(tmp_path)
+    records = load_experiment("fail0001", registry)
+    assert [(r.status, r.parameters["sparsity"]) for r in records] == [("FAILED", 1.5), ("FAILED", 0.5)]
+    with pytest.raises(SystemExit) as info:
+        main(["fail0001", "--registry", str(registry), "--out", str(tmp_path / "out")])
+    message = str(info.value)
+    assert "no trial has a final result yet" in message and "its 2 trial(s)" in message
+    assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in message
+    assert 'bbbbb FAILED parameters={"pruner": "l1", "sparsity": 0.5}: TRIAL FAILED: NonFiniteLossError' in message

@@ -51,6 +51,24 @@ def test_failing_trial_ends_failed_with_its_reason_last_in_trial_log(tmp_path):
         assert stderr.strip().splitlines()[-1].startswith("ValueError: sparsity must be strictly between 0 and 1")
 
 
+@pytest.mark.e2e
+def test_a_typo_in_trial_command_ends_trial_log_with_its_reason(tmp_path):
+    """argparse exits (SystemExit, not an Exception) before the trial asks NNI for parameters: trial.log, at
+    the path the README gives for NNI 3.0's local training service, must still end with the reason."""
+    with Experiment(SMOKE, tmp_path, trialCommand="python3 trials/prune.py --profile smoke --spasity 0.5",
+                    maxTrialNumber=1, tuner={"name": "GridSearch"}) as exp:
+        status = exp.wait(timeout_s=300)
+        (trial,) = exp.trials()
+        trial_dir = tmp_path / "nni-experiments" / exp.id / "environments" / "local-env" / "trials" / trial["id"]
+        log = (trial_dir / "trial.log").read_text()
+        assert status == "DONE" and trial["status"] == "FAILED" and trial["result"] is None, log
+        # NNI prefixes each stdout line with `[<time>] PRINT `.
+        last = log.strip().splitlines()[-1]
+        assert re.fullmatch(r"\[[^]]+\] PRINT TRIAL FAILED: prune\.py: error: unrecognized arguments: --spasity 0\.5",
+                            last), log
+        assert "usage: prune.py" in (trial_dir / "trial.stderr").read_text()
+
+
 NAN_TRIAL = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})

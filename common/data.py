@@ -9,10 +9,12 @@ dominates the wall clock of short NNI trials on small 32x32 images.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import math
 import os
+import shutil
 import socket
 import time
 import urllib.error
@@ -29,6 +31,8 @@ __all__ = [
     "CIFAR10_STD",
     "DATASETS",
     "DatasetNotFoundError",
+    "FASHION_MNIST_MEAN",
+    "FASHION_MNIST_STD",
     "ImageSplits",
     "TensorLoader",
     "batch_crop",
@@ -38,7 +42,7 @@ __all__ = [
     "make_loaders",
 ]
 
-DATASETS = ("cifar10", "synthetic", "imagefolder")
+DATASETS = ("cifar10", "synthetic", "imagefolder", "fashion-mnist")
 
 # The usual CIFAR-10 training-set statistics; kept fixed so numbers stay comparable with published recipes.
 CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
@@ -46,6 +50,12 @@ CIFAR10_STD: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+# Fashion-MNIST's 60,000 training images (measured); fixed for the same reason as CIFAR-10's. 1 channel, 28x28.
+FASHION_MNIST_MEAN: tuple[float] = (0.2860,)
+FASHION_MNIST_STD: tuple[float] = (0.3530,)
+# Where Debian's dataset-fashion-mnist package puts the original .gz IDX files (read-only, root-owned).
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 # Nominal synthetic sizes: big enough to train a few hundred steps, small enough to generate in ~0.1 s.
 SYNTHETIC_POOL = 2000
@@ -78,8 +88,8 @@ class ImageSplits:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # one entry per image channel
+    std: tuple[float, ...]
     classes: tuple[str, ...]
     fingerprint: str = field(init=False)  # computed from the tensors, also after dataclasses.replace()
 
@@ -122,7 +132,7 @@ def load_splits(
     seed: int = 0,
     download: bool = True,
     skip_bad_images: bool = False,
-    image_size: int = 32,
+    image_size: int | None = None,
 ) -> ImageSplits:
     """Load ``dataset`` and split it into train / val (held out from train) / test.
 
@@ -130,7 +140,8 @@ def load_splits(
     ``eval_limit`` never move images between train and val. ``train_limit`` caps the train split and
     ``eval_limit`` caps val and test, each with a class-stratified deterministic subset. For
     ``synthetic`` the data is generated on demand, so the limits are the exact sizes (they may exceed the
-    nominal 1800/200/500) and nothing beyond them is generated.
+    nominal 1800/200/500) and nothing beyond them is generated. ``image_size=None`` keeps the data set's own
+    size: 28 for ``fashion-mnist`` (1 channel), 32 for the others (image folders are resized to it).
 
     Raises ``ValueError`` for bad arguments and ``DatasetNotFoundError`` when files are missing/corrupt; an
     image folder's unreadable images are all named in one error, or skipped (and counted) with ``skip_bad_images``.
@@ -142,6 +153,8 @@ def load_splits(
     for name, limit in (("train_limit", train_limit), ("eval_limit", eval_limit)):
         if limit is not None and limit < 1:
             raise ValueError(f"{name} must be >= 1 or None, got {limit!r}")
+    if image_size is None:
+        image_size = 28 if dataset == "fashion-mnist" else 32
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size!r}")
 
@@ -151,6 +164,10 @@ def load_splits(
     if dataset == "cifar10":
         train_images, train_labels, test_images, test_labels, classes = _load_cifar10(data_dir, download)
         if image_size != 32:
+            train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
+    elif dataset == "fashion-mnist":
+        train_images, train_labels, test_images, test_labels, classes = _load_fashion_mnist(data_dir, download)
+        if image_size != 28:
             train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
     else:
         train_images, train_labels, test_images, test_labels, classes = _load_imagefolder(
@@ -172,6 +189,8 @@ def load_splits(
     train_x, train_y = train_images[train_idx], train_labels[train_idx]
     if dataset == "cifar10":
         mean, std = CIFAR10_MEAN, CIFAR10_STD
+    elif dataset == "fashion-mnist":
+        mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
     else:
         mean, std = _channel_stats(train_x)
     return ImageSplits(
@@ -300,6 +319,67 @@ def _load_cifar10(data_dir: str | os.PathLike, download: bool):
         return images, torch.as_tensor(ds.targets, dtype=torch.int64)
 
     return (*to_tensors(train), *to_tensors(test), list(train.classes))
+
+
+_FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte")
+
+
+def _gunzip_into(source: Path, raw: Path) -> bool:
+    """Decompress the four ``<name>.gz`` of ``source`` into ``raw`` (torchvision's layout), once.
+
+    False if ``source`` lacks one of them. Each file is written under a temporary name and renamed, so
+    concurrent trials never read a half-written file.
+    """
+    gzipped = [source / f"{name}.gz" for name in _FASHION_MNIST_FILES]
+    if not all(p.is_file() for p in gzipped):
+        return False
+    for name, src in zip(_FASHION_MNIST_FILES, gzipped, strict=True):
+        target = raw / name
+        if target.is_file():
+            continue
+        tmp = raw / f".{name}.{os.getpid()}.tmp"
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
+            os.replace(tmp, target)
+        except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a truncated file is EOFError
+            raise DatasetNotFoundError(f"could not decompress {src} into {raw} ({exc})") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+    return True
+
+
+def _load_fashion_mnist(data_dir: str | os.PathLike, download: bool):
+    from torchvision.datasets import FashionMNIST
+
+    root = Path(data_dir).expanduser().resolve()
+    raw = root / "FashionMNIST" / "raw"  # torchvision's layout: <root>/<class name>/raw
+    # Sources in order: raw/ as torchvision leaves it, .gz files put into raw/ by hand, Debian's package, download.
+    if not all((raw / name).is_file() for name in _FASHION_MNIST_FILES):
+        _gunzip_into(raw, raw) or _gunzip_into(FASHION_MNIST_SYSTEM_DIR, raw)
+    try:
+        with _socket_timeout(_DOWNLOAD_SOCKET_TIMEOUT_S):
+            train = FashionMNIST(str(root), train=True, download=download)
+        test = FashionMNIST(str(root), train=False, download=False)
+    except (urllib.error.URLError, OSError, RuntimeError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())  # torchvision's message spans lines (one per mirror); ours is one
+        missing = [name for name in _FASHION_MNIST_FILES if not (raw / name).is_file()]
+        if missing:
+            problem = f"Fashion-MNIST is not in {raw} (missing {', '.join(missing)}) nor in {FASHION_MNIST_SYSTEM_DIR}"
+            problem += f", and downloading it failed ({reason})" if download else " (download=False)"
+        else:
+            problem = f"Fashion-MNIST in {raw} could not be read ({reason}); delete it and retry"
+        # One line: NNI's trial view and the final TRIAL FAILED line show only the message.
+        raise DatasetNotFoundError(
+            f"{problem}. Install it with `apt-get install dataset-fashion-mnist`, or run once with internet "
+            f"(torchvision downloads it), or put the four IDX files ({', '.join(_FASHION_MNIST_FILES)}, "
+            f"optionally .gz) into {raw}."
+        ) from exc
+    # torchvision decodes to (N, 28, 28) uint8; add the channel axis.
+    return (train.data.unsqueeze(1).contiguous(), train.targets.to(torch.int64),
+            test.data.unsqueeze(1).contiguous(), test.targets.to(torch.int64), list(train.classes))
 
 
 _IMAGEFOLDER_LAYOUT = (

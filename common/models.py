@@ -28,6 +28,7 @@ class ResNetSpec:
     kernel_size: int = 3
     num_classes: int = 10
     stem_width: int | None = None  # None: the first stage's width
+    in_channels: int = 3  # image channels (1 for Fashion-MNIST); like num_classes, the data decides it
 
     def __post_init__(self) -> None:
         if len(self.blocks) != len(self.widths) or not self.blocks:
@@ -42,6 +43,8 @@ class ResNetSpec:
             raise ValueError(f"kernel_size must be an odd size in (1, 3, 5, 7), got {self.kernel_size}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -50,7 +53,7 @@ class ResNetSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> ResNetSpec:
-        unknown = set(d) - {"blocks", "widths", "activation", "kernel_size", "num_classes", "stem_width"}
+        unknown = set(d) - {"blocks", "widths", "activation", "kernel_size", "num_classes", "stem_width", "in_channels"}
         if unknown:
             raise ValueError(f"unknown architecture keys {sorted(unknown)}")
         d = dict(d)
@@ -94,7 +97,7 @@ class ResNet(nn.Module):
         self.spec = spec or ResNetSpec()
         s = self.spec
         stem = s.stem_width or s.widths[0]
-        self.conv1 = nn.Conv2d(3, stem, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(s.in_channels, stem, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
         self.act = ACTIVATIONS[s.activation]()
         stages: list[nn.Module] = []
@@ -139,19 +142,20 @@ def resnet18(num_classes: int = 10) -> ResNet:
     return ResNet(ResNetSpec(num_classes=num_classes))
 
 
-def to_spec(arch: str | dict | ResNetSpec, num_classes: int = 10) -> ResNetSpec:
+def to_spec(arch: str | dict | ResNetSpec, num_classes: int = 10, in_channels: int = 3) -> ResNetSpec:
     """Resolve a name (`resnet18`), an architecture dict (NAS export) or a spec into a spec."""
     if isinstance(arch, ResNetSpec):
         return arch
     if isinstance(arch, dict):
-        return ResNetSpec.from_dict({"num_classes": num_classes, **arch})
+        return ResNetSpec.from_dict({"num_classes": num_classes, "in_channels": in_channels, **arch})
     if arch == "resnet18":
-        return ResNetSpec(num_classes=num_classes)
+        return ResNetSpec(num_classes=num_classes, in_channels=in_channels)
     raise ValueError(f"unknown architecture {arch!r}; use 'resnet18' or an architecture dict")
 
 
-def build_model(arch: str | dict | ResNetSpec, num_classes: int = 10) -> ResNet:
-    return ResNet(to_spec(arch, num_classes))
+def build_model(arch: str | dict | ResNetSpec, num_classes: int = 10, in_channels: int = 3) -> ResNet:
+    """The network of `arch` for images with `in_channels` channels and `num_classes` classes."""
+    return ResNet(to_spec(arch, num_classes, in_channels))
 
 
 def arch_key(arch: str | dict | ResNetSpec) -> str:

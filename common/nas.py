@@ -190,7 +190,7 @@ def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | 
     and latency measured interleaved with the candidate's, in the same process.
     """
     acc, size = session.accuracy(model), session.describe(model)
-    ref = session.describe(build_model("resnet18", session.splits.num_classes))
+    ref = session.describe(build_model("resnet18", session.splits.num_classes, session.in_channels))
     lat = session.latency({"model": model} if baseline is None else {"model": model, "baseline": baseline})
     metrics: dict[str, Any] = {
         "accuracy": acc["test_acc"], **acc, **size,

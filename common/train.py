@@ -29,6 +29,7 @@ __all__ = [
     "NonFiniteLossError",
     "SmoothedValue",
     "TrainConfig",
+    "distillation_loss",
     "eval_mode",
     "evaluate",
     "fit",
@@ -172,6 +173,11 @@ class TrainConfig:
     warmup_fraction: float = 0.15  # cosine warmup length / OneCycleLR pct_start, as a fraction of all steps
     grad_clip: float | None = None  # max global grad norm; None disables clipping
     print_freq: int = 50
+    # Logit distillation from the `teacher` that fit() is given (ignored without one): loss =
+    # (1 - w) * CE + w * T^2 * KL(softmax(teacher/T) || softmax(student/T)); T^2 keeps the soft-target
+    # gradients on CE's scale as T changes (Hinton et al. 2015). w = 0 is off.
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
 
     def __post_init__(self) -> None:
         # Fail at config time (trial start) rather than after the data pipeline spun up.
@@ -185,6 +191,10 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -279,6 +289,14 @@ def _inputs(batch: Any) -> torch.Tensor:
 TrainingStep = Callable[[tuple[torch.Tensor, torch.Tensor], nn.Module], tuple[torch.Tensor, torch.Tensor]]
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * KL(softmax(teacher / T) || softmax(student / T)), averaged over the batch."""
+    t = float(temperature)
+    log_student = F.log_softmax(student_logits.float() / t, dim=1)
+    log_teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
+    return F.kl_div(log_student, log_teacher, reduction="batchmean", log_target=True) * t * t
+
+
 class _FP32(nn.Module):
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
@@ -309,6 +327,7 @@ def fit(
     max_steps: int | None = None,
     mixed_precision: bool = True,
     name: str | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` in place for ``cfg.epochs`` epochs; return per-epoch history lists.
 
@@ -323,6 +342,8 @@ def fit(
     and ``training_step`` (``(batch, model) -> (loss, logits)``); the schedule, clipping, NaN guard and
     logging stay this loop's. ``mixed_precision=False`` keeps everything fp32 (fake quantization needs
     it: bf16 is as coarse as the int8 grid); ``max_steps`` stops early; ``name`` labels the log lines.
+    ``teacher`` (with ``cfg.distill_weight > 0``) mixes logit distillation into whatever loss the step
+    returned (see TrainConfig); it runs in eval mode without gradients, and ``train_loss`` is the mixed loss.
     """
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
     # A cached artifact must depend on its key only: fine-tuning after training the dense model in this
@@ -352,6 +373,9 @@ def fit(
         return criterion(logits.float(), batch[1]), logits
 
     step_fn = training_step or default_step
+    distill = teacher is not None and cfg.distill_weight > 0
+    if distill:
+        teacher.to(dev).eval()  # BN running statistics, no dropout: the teacher's own predictions
     to_device = _to_device if mixed_precision else (lambda x, d: x.to(d, non_blocking=True))
     done = 0
     for epoch in range(cfg.epochs):
@@ -364,6 +388,11 @@ def fit(
         for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
             x, y = to_device(x, dev), y.to(dev, non_blocking=True)
             loss, logits = step_fn((x, y), model)
+            if distill:
+                with torch.no_grad(), _autocast(dev, mixed_precision):
+                    soft = teacher(x)
+                w = cfg.distill_weight
+                loss = (1 - w) * loss + w * distillation_loss(logits, soft, cfg.distill_temperature)
             # .item() is the one host sync per step; it both feeds the logger and checks finiteness, and
             # checking before backward() stops a diverged step from corrupting the weights.
             loss_val = loss.item()

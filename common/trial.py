@@ -69,6 +69,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     # Hyperband/BOHB add NNI's key `TRIAL_BUDGET` to every parameter set; this dest lets merge_parameter accept it.
     p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
                    help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
+    p.add_argument("--distill-weight", type=float, default=0.0,
+                   help="fine-tuning after pruning learns from the dense model: loss = (1-w) CE + w T^2 KL; 0 = off")
+    p.add_argument("--distill-temperature", type=float, default=4.0, help="softmax temperature T of distillation")
     add_budget_arguments(p)  # every experiment can say what `default` means under a budget (common/objective.py)
     return p
 
@@ -181,6 +184,11 @@ class Session:
     cache: ArtifactCache
 
     @property
+    def in_channels(self) -> int:
+        """Channels of the data's images (3 for CIFAR-10, 1 for Fashion-MNIST): every model is built for them."""
+        return int(self.splits.train_images.shape[1])
+
+    @property
     def example_input(self) -> torch.Tensor:
         return torch.randn(1, *self.splits.train_images.shape[1:])
 
@@ -205,7 +213,7 @@ class Session:
 
         def build() -> tuple[dict, dict]:
             seed_everything(self.args.seed)
-            model = build_model(arch, self.splits.num_classes).to(self.device)
+            model = build_model(arch, self.splits.num_classes, self.in_channels).to(self.device)
             on_epoch = report_intermediate if report_epochs else None
             history = fit(model, self.loaders["train"], self.profile.train, device=self.device,
                           val_loader=self.loaders["val"], on_epoch_end=on_epoch)
@@ -213,21 +221,26 @@ class Session:
             return state, {"history": history}
 
         state, info, built = self.cache.get_or_build("dense", self.dense_key(arch), build)
-        model = build_model(arch, self.splits.num_classes)
+        model = build_model(arch, self.splits.num_classes, self.in_channels)
         load_resized(model, state)
         print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
         return model.to(self.device).eval(), info
 
     def finetune_config(self) -> TrainConfig:
         cfg = self.profile.finetune
+        weight = float(getattr(self.args, "distill_weight", 0.0) or 0.0)
+        if weight:  # T only with a weight: runs without distillation share one cache entry whatever T says
+            cfg = replace(cfg, distill_weight=weight, distill_temperature=float(self.args.distill_temperature))
         budget = getattr(self.args, "TRIAL_BUDGET", None)
         if budget is not None:  # an advisor's budget wins; BOHB's may be fractional
             return replace(cfg, epochs=max(1, round(float(budget))))
         return cfg if self.args.finetune_epochs is None else replace(cfg, epochs=self.args.finetune_epochs)
 
-    def finetune(self, model: nn.Module, report_epochs: bool = True) -> dict:
+    def finetune(self, model: nn.Module, report_epochs: bool = True, teacher: nn.Module | None = None) -> dict:
+        """Fine-tune `model` with the profile's recipe; with `--distill-weight` > 0 it learns from `teacher` too."""
         return fit(model, self.loaders["train"], self.finetune_config(), device=self.device,
-                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate if report_epochs else None)
+                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate if report_epochs else None,
+                   teacher=teacher)
 
     def pruned_model(self, arch: str | dict, pruner: str, sparsity: float,
                      report_epochs: bool = False) -> tuple[nn.Module, dict]:
@@ -245,12 +258,12 @@ class Session:
             before = self.accuracy(pruned)
             print(f"pruned {pruner} {sparsity:.2f}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
                   f"val_acc before fine-tune {before['val_acc']:.4f}", flush=True)
-            history = self.finetune(pruned, report_epochs)
+            history = self.finetune(pruned, report_epochs, teacher=dense)  # distils if the key's config says so
             state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
             return state, {"stats": asdict(stats), "val_acc_before_finetune": before["val_acc"], "history": history}
 
         state, info, built = self.cache.get_or_build("pruned", key, build)
-        model = load_resized(build_model(arch, self.splits.num_classes), state)
+        model = load_resized(build_model(arch, self.splits.num_classes, self.in_channels), state)
         print(f"pruned {arch_key(arch)} {pruner} {sparsity}: {'built and cached' if built else 'loaded from cache'}",
               flush=True)
         return model.to(self.device).eval(), info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import pickle
 import urllib.error
@@ -169,3 +170,45 @@ def tuner(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(nni, "get_next_parameter", lambda: params)
 
     return send
+
+
+@dataclass(frozen=True)
+class FakeFashionMnist:
+    """What ``fake_fashion_mnist`` wrote: the four gzipped IDX files in ``gz_dir`` (like Debian's package)."""
+
+    gz_dir: Path
+    train_images: np.ndarray  # (N, 28, 28) uint8, file order
+    train_labels: np.ndarray  # (N,) int64
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file (LeCun's MNIST format), gzipped: magic 0x0000 0x08 (uint8) ndim, big-endian int32 dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fashion_mnist(tmp_path: Path, offline: None) -> FakeFashionMnist:
+    """A tiny Fashion-MNIST in the original gzipped IDX format: 100 train (10 per class), 30 test (3 per class).
+
+    Train image 0 holds ``pixel[y, x] = (y * 28 + x) % 251`` so orientation bugs are visible. Nothing points the
+    loader at it: tests patch ``common.data.FASHION_MNIST_SYSTEM_DIR`` or copy the files where they need them.
+    """
+    rng = np.random.default_rng(4321)
+    gz_dir = tmp_path / "fashion-mnist-gz"
+    gz_dir.mkdir()
+
+    def split(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.permutation(np.repeat(np.arange(10), per_class)).astype(np.int64)
+        return rng.integers(0, 256, size=(len(labels), 28, 28), dtype=np.uint8), labels
+
+    train_x, train_y = split(10)
+    train_x[0] = (np.arange(28 * 28) % 251).reshape(28, 28)
+    test_x, test_y = split(3)
+    for prefix, x, y in (("train", train_x, train_y), ("t10k", test_x, test_y)):
+        write_idx(gz_dir / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(gz_dir / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
+    return FakeFashionMnist(gz_dir, train_x, train_y, test_x, test_y)

@@ -440,3 +440,102 @@ def deploy_int8(dequantized: nn.Module, calibration: Mapping[str, Mapping[str, M
     info = {**mapping, **sources, **{k: v for k, v in kernels.items() if k != "optimized_ops"},
             "int8_bytes": os.path.getsize(int8_path), "dequantized_fp32_bytes": os.path.getsize(fp32_path)}
     return Deployment(int8_path=int8_path, optimized_path=optimized_path, info=info)
+
+
+# ------------------------------------------------------------------------------------ OpenVINO side
+
+RUNTIMES: tuple[str, ...] = ("ort", "openvino")
+RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "openvino"}
+# Layer types of OpenVINO's CPU plugin that do the heavy lifting; int8 means runtimePrecision u8/i8.
+OPENVINO_COMPUTE_LAYERS = frozenset({"Convolution", "FullyConnected", "MatMul", "GroupConvolution", "Deconvolution"})
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OpenVinoModule(nn.Module):
+    """The same QDQ ONNX file compiled by OpenVINO's CPU plugin, as an nn.Module like OrtModule.
+
+    OpenVINO turns each Q/DQ pair into a FakeQuantize with the same scale and zero point and runs the
+    convolutions between them in int8. Float parts are pinned to f32 (on bf16/AMX CPUs it would otherwise
+    pick bf16 and no longer compute NNI's grid). One compiled model per input shape: static shapes are
+    what OpenVINO's CPU plugin runs fastest.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = 1) -> None:
+        super().__init__()
+        import openvino as ov
+
+        self.path = str(path)
+        self.threads = threads
+        self._core = ov.Core()
+        self._model = self._core.read_model(self.path)
+        self._compiled: dict[tuple[int, ...], Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
+        if self.threads:
+            cfg["INFERENCE_NUM_THREADS"] = int(self.threads)
+        return cfg
+
+    def compiled(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self._compiled:
+            model = self._model.clone()
+            model.reshape({model.inputs[0].get_any_name(): list(shape)})
+            self._compiled[shape] = self._core.compile_model(model, "CPU", self.config())
+        return self._compiled[shape]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        request = self.compiled(tuple(array.shape)).create_infer_request()
+        out = request.infer({0: array})[0]
+        return torch.from_numpy(np.array(out, copy=True)).to(x.device)
+
+    def extra_repr(self) -> str:
+        return f"{Path(self.path).name}, threads={self.threads}"
+
+
+def openvino_kernel_report(module: OpenVinoModule, shape: tuple[int, ...]) -> dict[str, Any]:
+    """Which precision OpenVINO's CPU plugin runs each conv/matmul layer of the compiled model in."""
+    layers: Counter = Counter()
+    for op in module.compiled(shape).get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        if kind in OPENVINO_COMPUTE_LAYERS:
+            precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+            layers[f"{kind}:{precision}"] += 1
+    integer = {k: v for k, v in layers.items() if k.split(":")[1] in ("u8", "i8")}
+    floats = {k: v for k, v in layers.items() if k not in integer}
+    return {"integer_ops": integer, "float_compute_ops": floats, "integer_kernels": bool(integer) and not floats}
+
+
+def runtime_module(runtime: str, path: str | os.PathLike, threads: int | None = 1) -> nn.Module:
+    """The int8 model at `path` as an nn.Module on `runtime` (`ort` or `openvino`)."""
+    if runtime == "ort":
+        return OrtModule(path, threads)
+    if runtime == "openvino":
+        if not openvino_available():
+            raise DeploymentError("--runtime openvino needs the openvino package: pip install openvino")
+        return OpenVinoModule(path, threads)
+    raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+
+
+def qdq_reference(path: str | os.PathLike, threads: int | None = 1) -> OrtModule:
+    """The QDQ model executed as its ONNX definition says, without ORT's fusions into integer kernels:
+    DequantizeLinear → float Conv → QuantizeLinear. What the integer grid means, computed in float; a
+    runtime whose integer kernels saturate disagrees with it."""
+    import onnxruntime as ort
+
+    module = OrtModule.__new__(OrtModule)
+    nn.Module.__init__(module)
+    module.path, module.threads = str(path), threads
+    so = _session_options(threads)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    module.session = ort.InferenceSession(module.path, so, providers=["CPUExecutionProvider"])
+    module.input_name = module.session.get_inputs()[0].name
+    return module

@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 
 from common.train import TrainConfig
 
+# A deployed int8 model that agrees with NNI's simulation on fewer validation images does not run NNI's grid.
+MIN_AGREEMENT = 0.99
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -24,6 +27,8 @@ class Profile:
     val_fraction: float = 0.1
     latency_repeats: int = 20
     latency_warmup: int = 3
+    # Deployed vs simulated top-1 (validation) below this fails a quantization trial (common/stages.py).
+    min_agreement: float = MIN_AGREEMENT
 
 
 PROFILES: dict[str, Profile] = {
@@ -39,6 +44,9 @@ PROFILES: dict[str, Profile] = {
         eval_limit=256,
         latency_repeats=5,
         latency_warmup=1,
+        # Near-random synthetic models have near-tie logits that any rounding flips: on a VNNI CPU, whose
+        # kernels execute the grid exactly, 96.9-98.4 % of them agree. Saturation (< 92 %) still fails.
+        min_agreement=0.95,
     ),
     "full": Profile(
         name="full",

@@ -138,9 +138,12 @@ def _is_add(node: torch.fx.Node) -> bool:
         node.op == "call_method" and node.target in ("add", "add_"))
 
 
-def config_list(model: nn.Module, algorithm: str, bits: int) -> list[dict[str, Any]]:
-    """NNI config list for `model` (see the module docstring for why these targets)."""
+def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: int = 8) -> list[dict[str, Any]]:
+    """NNI config list for `model` (see the module docstring for why these targets). No weight grid is
+    wider than `max_weight_bits` (7 on CPUs whose int8 kernels saturate at 8, see common/cpu.py)."""
     validate(algorithm, bits)
+    if not 2 <= max_weight_bits <= 8:
+        raise ValueError(f"max_weight_bits must be in 2..8, got {max_weight_bits}")
     layers = _layer_names(model)
     if not layers:
         raise ValueError("model has no Conv2d or Linear layer to quantize")
@@ -160,8 +163,8 @@ def config_list(model: nn.Module, algorithm: str, bits: int) -> list[dict[str, A
         return {"quant_dtype": f"uint{ACTIVATION_BITS}", "quant_scheme": "affine"}
 
     # One entry per layer and target: NNI applies top-level settings to every target of an entry.
-    configs = [{"op_names": [name], "target_names": ["weight"], **weight_setting(8 if name in edge else bits)}
-               for name in layers]
+    configs = [{"op_names": [name], "target_names": ["weight"],
+                **weight_setting(min(8 if name in edge else bits, max_weight_bits))} for name in layers]
     if algorithm == "dorefa":
         # NNI's DoReFa quantizes outputs only as its clamp(0, 1) activations, made for nets trained with
         # it from scratch; on a pretrained ResNet we keep its input quantizer at every conv/linear instead.
@@ -437,6 +440,7 @@ def quantize_model(
     example_input: torch.Tensor,
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
     on_epoch_end: EpochCallback | None = None,
+    max_weight_bits: int = 8,
 ) -> tuple[nn.Module, dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
     """Quantize a copy of `model` with NNI; `model` itself is left untouched.
 
@@ -448,6 +452,9 @@ def quantize_model(
       activation entry one scale and one zero point in NNI's integer range `qmin..qmax`;
     - `info`: what was done (algorithm, bits, layers at 8 bits, fine-tune history, seconds).
 
+    `max_weight_bits` caps every weight grid (the stem and classifier's 8 bits at `bits=4` included): 7 makes
+    the grid one that saturating int8 kernels execute exactly (common/cpu.py).
+
     PTQ calibrates on `calibration_batches` training batches without training. QAT, LSQ and DoReFa
     fine-tune for `finetune_cfg.epochs` epochs through `nni.compression.TorchEvaluator`. Raises
     `QuantizationError` (or `NonFiniteLossError` from training) instead of returning NaN.
@@ -456,10 +463,10 @@ def quantize_model(
 
     validate(algorithm, bits)
     dev = torch.device(device)
-    label = f"{algorithm} {bits}-bit"
+    label = f"{algorithm} {min(bits, max_weight_bits)}-bit"
     start = time.perf_counter()
     sim = copy.deepcopy(model).to(dev).eval()
-    configs = config_list(sim, algorithm, bits)
+    configs = config_list(sim, algorithm, bits, max_weight_bits)
     calib_batches = take_inputs(train_loader, calibration_batches)
     cfg = finetune_cfg
 
@@ -499,11 +506,12 @@ def quantize_model(
     weights = simulated_weights(sim)
     grid_error = check_calibration(calibration, weights, label)
     assert_finite_outputs(sim, example_input.to(dev), label)
-    eight_bit = sorted(n for n, c in calibration.items() if "weight" in c and c["weight"]["bits"] == 8)
+    widest = min(8, max_weight_bits)
+    eight_bit = sorted(n for n, c in calibration.items() if "weight" in c and c["weight"]["bits"] == widest)
     info = {
         "algorithm": algorithm,
         "nni_quantizer": type(quantizer).__name__,
-        "weight_bits": bits,
+        "weight_bits": min(bits, max_weight_bits),
         "activation_bits": ACTIVATION_BITS,
         "quantized_layers": sum("weight" in c for c in calibration.values()),
         "quantized_outputs": sum("output" in c for c in calibration.values()),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import shutil
 import tempfile
@@ -35,9 +36,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.deploy import OrtModule, deploy_int8, export_fp32, packed_weight_bytes
+from common import cpu
+from common.deploy import (
+    RUNTIME_NAMES,
+    DeploymentError,
+    OrtModule,
+    deploy_int8,
+    export_fp32,
+    openvino_available,
+    openvino_kernel_report,
+    packed_weight_bytes,
+    qdq_reference,
+    runtime_module,
+)
 from common.metrics import measure_latency
 from common.models import arch_key
+from common.profiles import MIN_AGREEMENT
 from common.quantization import (
     ALGORITHMS,
     BITS,
@@ -52,6 +66,7 @@ from common.trial import LATENCY_BATCHES, Session, report_intermediate
 
 SPLITS = ("val", "test")
 DEPLOYED_MODEL_FILE = "model.int8.onnx"
+RUNTIME_CHOICES = ("auto", "ort", "openvino")
 
 
 def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +74,33 @@ def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
     parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
                         help="training batches for PTQ / ONNX Runtime calibration")
+    parser.add_argument("--int8-scheme", default="auto", choices=cpu.INT8_SCHEMES,
+                        help="weight grid: full (8-bit), reduced (7-bit: exact on every CPU), auto (full only where "
+                             "this CPU's int8 kernels cannot saturate: VNNI, AMX, ARM)")
+    parser.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES,
+                        help="int8 CPU runtime: ort (ONNX Runtime), openvino, auto (the faster, measured here)")
+    parser.add_argument("--min-agreement", type=_fraction, default=None,
+                        help="fail the trial when deployed and simulated top-1 agree on fewer validation images "
+                             "(default: the profile's, 0.99 on real data)")
     parser.add_argument("--keep-model", default=None, metavar="PATH",
                         help="also copy the deployed int8 ONNX model to PATH (an NNI trial keeps it in its output "
                              "directory; a hand-run trial otherwise discards it)")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text}")
+    return value
+
+
+def deployment_options(session: Session) -> dict[str, Any]:
+    """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the
+    agreement gate defaults to the profile's, and the value used is echoed."""
+    args = session.args
+    if args.min_agreement is None:
+        args.min_agreement = session.profile.min_agreement
+    return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement}
 
 
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -82,28 +121,41 @@ def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], di
 
 def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapping[str, nn.Module], *,
                             algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
-                            start_name: str = "start") -> dict[str, Any]:
-    """Quantize `start`, deploy it as int8 ONNX Runtime, measure it beside `references` (see module doc).
+                            start_name: str = "start", int8_scheme: str = "auto", runtime: str = "auto",
+                            min_agreement: float = MIN_AGREEMENT) -> dict[str, Any]:
+    """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc).
 
     `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
+    `int8_scheme` picks the weight grid (common/cpu.py), `runtime` the int8 runtime (`auto`: the faster
+    of ONNX Runtime and OpenVINO among those that pass the agreement gate). Raises DeploymentError when
+    the deployed model agrees with NNI's simulation on fewer than `min_agreement` of the validation images.
     The deployed model is copied to the NNI trial's output directory (key `int8_model`) when there is one.
     """
     if "dense" not in references:
         raise ValueError(f"references need a 'dense' model to compare with; got {sorted(references)}")
-    if start_name in references or start_name in ("sim", "int8"):
+    if start_name in references or start_name in ("sim", "int8", "ort", "openvino"):
         raise ValueError(f"start_name {start_name!r} collides with another model's name")
+    if runtime not in RUNTIME_CHOICES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIME_CHOICES)}")
+    if runtime == "openvino" and not openvino_available():
+        raise DeploymentError("--runtime openvino needs the openvino package: pip install openvino")
+    scheme = cpu.resolve_int8_scheme(int8_scheme)
     loaders, device, example = session.loaders, session.device, session.example_input
-    loaders["train"].reset()  # calibration batches must not depend on what this process trained before
     labels = {"val": session.splits.val_labels, "test": session.splits.test_labels}
     fp32, alias = _distinct({start_name: start, **references})
     latency_threads = session.args.latency_threads
+    candidates = [r for r in ("ort", "openvino") if runtime in (r, "auto")]
+    if runtime == "auto" and not openvino_available():
+        candidates = ["ort"]
 
     # Quantize: NNI wraps a copy of `start`; PTQ calibrates, the others fine-tune (epochs reported to NNI).
+    loaders["train"].reset()  # calibration batches must not depend on what this process trained before
     try:
         sim, calibration, qinfo = quantize_model(
             start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
             finetune_cfg=session.finetune_config(), device=device, example_input=example,
-            calibration_batches=calibration_batches, on_epoch_end=report_intermediate)
+            calibration_batches=calibration_batches, on_epoch_end=report_intermediate,
+            max_weight_bits=cpu.deployed_weight_bits(8, scheme))
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
         raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
@@ -118,20 +170,28 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         deployment = deploy_int8(dequantized_model(sim.inner, start), calibration, workdir, example,
                                  take_inputs(loaders["train"], calibration_batches))
         onnx_fp32 = {name: export_fp32(m, workdir / f"{name}.fp32.onnx", example) for name, m in fp32.items()}
-        int8 = OrtModule(deployment.int8_path, threads=latency_threads)
+        int8 = {r: runtime_module(r, deployment.int8_path, threads=latency_threads) for r in candidates}
+        kernels = {"ort": deployment.info}
+        if "openvino" in int8:
+            kernels["openvino"] = openvino_kernel_report(int8["openvino"], tuple(example.shape))
         seconds["deploy"] = time.perf_counter() - t0
-        print(f"deployed: {deployment.info['integer_ops']} in {seconds['deploy']:.0f}s", flush=True)
+        print(f"deployed ({scheme} grid, {qinfo['weight_bits']}-bit weights): "
+              + ", ".join(f"{r} {kernels[r]['integer_ops']}" for r in int8) + f" in {seconds['deploy']:.0f}s",
+              flush=True)
 
-        # Accuracy of what NNI simulated, of what ships and of every fp32 model (one pass each).
+        # Accuracy of what NNI simulated, of what ships on each runtime and of every fp32 model (one pass each);
+        # the QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
         t0 = time.perf_counter()
         preds = {name: {split: predict(m, loaders[split], device=device) for split in SPLITS}
-                 for name, m in {**fp32, "sim": sim, "int8": int8}.items()}
+                 for name, m in {**fp32, "sim": sim, **int8}.items()}
+        reference_val = predict(qdq_reference(deployment.int8_path), loaders["val"], device=device)
         seconds["evaluate"] = time.perf_counter() - t0
 
         # Latency on the CPU the int8 model runs on, every model interleaved in one call (same thread count).
         t0 = time.perf_counter()
         timed = {**{f"{name}_torch_fp32": copy.deepcopy(m).cpu() for name, m in fp32.items()},
-                 f"{start_name}_ort_fp32": OrtModule(onnx_fp32[start_name], threads=latency_threads), "int8": int8}
+                 f"{start_name}_ort_fp32": OrtModule(onnx_fp32[start_name], threads=latency_threads),
+                 **{f"int8_{r}": m for r, m in int8.items()}}
         lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]),
                               threads=latency_threads, warmup=session.profile.latency_warmup,
                               repeats=session.profile.latency_repeats, device="cpu")
@@ -139,6 +199,20 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
         int8_bytes = os.path.getsize(deployment.int8_path)
         kept = _keep(deployment.int8_path, getattr(session.args, "keep_model", None))
+
+    agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in int8}
+    chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement)
+    where = cpu.describe()
+    if agreement[chosen]["val"] < min_agreement:
+        raise DeploymentError(
+            f"deployed int8 model ({RUNTIME_NAMES[chosen]}, {scheme} {qinfo['weight_bits']}-bit weight grid) agrees "
+            f"with NNI's simulation on {agreement[chosen]['val']:.1%} of validation images (< {min_agreement:.0%}; "
+            f"{_agreement(reference_val, preds[chosen]['val']):.1%} with its own QDQ graph) on CPU "
+            f"{where['cpu_model']} [{where['cpu_isa']}]" + (
+                "; this CPU's int8 kernels can saturate: use --int8-scheme reduced" if scheme == "full"
+                and not cpu.cpu_info().exact_int8 else ""))
+    preds["int8"] = preds[chosen]
+    lat["int8"] = lat[f"int8_{chosen}"]
 
     described = {name: session.describe(m) for name, m in fp32.items()}
     names = [start_name, *references]
@@ -153,15 +227,18 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         "accuracy": acc["int8"]["test"], "val_acc": acc["int8"]["val"], "test_acc": acc["int8"]["test"],
         **{f"{name}_{split}_acc": a[split] for name, a in acc.items() for split in SPLITS},
         "delta_test_acc": acc["int8"]["test"] - acc["dense"]["test"],
-        "agreement_val": _agreement(preds["sim"]["val"], preds["int8"]["val"]),
-        "agreement_test": _agreement(preds["sim"]["test"], preds["int8"]["test"]),
+        "agreement_val": agreement[chosen]["val"], "agreement_test": agreement[chosen]["test"],
+        **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
+        "kernel_agreement_val": _agreement(reference_val, preds[chosen]["val"]),
+        "min_agreement": min_agreement,
         **{f"latency_ms_b{b}": lat["int8"][b] for b in batches},
         **{f"{name}_ms_b{b}": per[b] for name, per in lat.items() for b in batches},
         **{f"speedup_b{b}": dense_lat[b] / lat["int8"][b] for b in batches},
         **{f"latency_ratio_b{b}": lat["int8"][b] / dense_lat[b] for b in batches},
         **{f"speedup_vs_ort_fp32_b{b}": lat[f"{start_name}_ort_fp32"][b] / lat["int8"][b] for b in batches},
         **{f"speedup_vs_{start_name}_b{b}": lat[f"{start_name}_torch_fp32"][b] / lat["int8"][b] for b in batches},
-        "latency_runtime": "onnxruntime CPU int8" + (" (4-bit weights run as int8)" if bits < 8 else ""),
+        "latency_runtime": f"{RUNTIME_NAMES[chosen]} CPU int8" + (" (4-bit weights run as int8)" if bits < 8 else ""),
+        "runtime_used": chosen, "int8_scheme_used": scheme, **where,
         "size_mb": int8_bytes / 1e6, "int8_bytes": int8_bytes, "packed_bytes": packed,
         "size_ratio": int8_bytes / dense_bytes, "packed_size_ratio": packed / dense_bytes,
         **{f"{name}_fp32_onnx_bytes": sizes[alias[name]] for name in names},
@@ -176,11 +253,30 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         "layers_kept_at_8_bits": len(qinfo["layers_kept_at_8_bits"]),
         **{f"seconds_{k}": v for k, v in seconds.items()},
         **{k: deployment.info[k] for k in ("activations_from_nni", "activations_from_ort", "weights_from_nni",
-                                           "weights_from_ort", "integer_kernels")},
+                                           "weights_from_ort")},
+        "integer_kernels": bool(kernels[chosen]["integer_kernels"]),
         "shared_input_conflicts": len(deployment.info["shared_input_conflicts"]),
-        "integer_ops": sum(deployment.info["integer_ops"].values()),
+        "integer_ops": sum(kernels[chosen]["integer_ops"].values()),
         "int8_model": kept,
     }
+
+
+def _choose_runtime(modules: Mapping[str, nn.Module], kernels: Mapping[str, Mapping[str, Any]],
+                    agreement: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
+                    min_agreement: float) -> str:
+    """The runtime to ship: the only candidate, else the fastest (geometric mean over batch sizes) of those
+    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why)."""
+    if len(modules) == 1:
+        return next(iter(modules))
+    sound = [r for r in modules if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
+    if not sound:
+        return "ort"
+
+    def cost(r: str) -> float:
+        per = lat[f"int8_{r}"]
+        return math.prod(per.values()) ** (1 / len(per))
+
+    return min(sound, key=cost)
 
 
 def _keep(int8_path: Path, keep: str | None = None) -> str:
@@ -196,7 +292,8 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
 
 
 def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,
-                      bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES) -> dict[str, Any]:
+                      bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
+                      **deployment_options: Any) -> dict[str, Any]:
     """Seed experiment 4: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
@@ -205,6 +302,7 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
     trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
     pruned, prune_info = session.pruned_model(arch, pruner, sparsity)
     metrics = quantize_deploy_measure(session, pruned, {"dense": baseline, "arch": trained}, algorithm=algorithm,
-                                      bits=bits, calibration_batches=calibration_batches, start_name="pruned")
+                                      bits=bits, calibration_batches=calibration_batches, start_name="pruned",
+                                      **deployment_options)
     return metrics | {"arch_key": arch_key(arch),
                       "pruned_val_acc_before_finetune": prune_info["val_acc_before_finetune"]}

@@ -13,7 +13,7 @@ import _path  # noqa: F401
 
 from common.models import load_arch
 from common.pruning import PRUNERS
-from common.stages import add_quantization_arguments, compress_pipeline
+from common.stages import add_quantization_arguments, compress_pipeline, deployment_options
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
@@ -32,7 +32,8 @@ def main() -> None:
     session = start_session(args)
 
     metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,
-                                bits=args.bits, calibration_batches=args.calibration_batches)
+                                bits=args.bits, calibration_batches=args.calibration_batches,
+                                **deployment_options(session))
     # `default`: the deployed model's validation accuracy, under the config's budgets.
     report_objective(metrics, args, "int8_val_acc")
 

@@ -3,12 +3,14 @@
 Each work-around names the NNI file/line it answers and the torch change behind it, and
 `tests/test_nni_compat.py` proves each one: the stock NNI path fails on this torch, ours works.
 Import NNI's compression API through this module's helpers, not directly, so there is one place
-to delete a work-around once upstream is fixed.
+to delete a work-around once upstream is fixed. Importing this module changes nothing in the process;
+a trial calls `quiet()` once when it starts (common.trial.run_main does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import warnings
@@ -18,7 +20,11 @@ import torch
 from torch import nn
 
 
-def _silence_import_noise() -> None:
+def quiet() -> None:
+    """Filter the warnings NNI 3.0 prints on this torch out of trial logs; call before nni is imported.
+
+    Idempotent: `warnings.filterwarnings` replaces an identical filter instead of adding a second one.
+    """
     # nni/compression/speedup/utils.py:32 registers fx's immutable collections with the private
     # `torch.utils._pytree._register_pytree_node`, deprecated since torch 2.2 and already registered
     # by torch itself: 4 warnings in every trial log, harmless (same flatten/unflatten functions).
@@ -28,9 +34,6 @@ def _silence_import_noise() -> None:
     warnings.filterwarnings("ignore", message=r".*pkg_resources is deprecated.*", category=UserWarning)
     # NNI's jit-based dependency analysis uses torch.jit.trace, deprecated in torch 2.9 but working.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.*is deprecated.*", category=FutureWarning)
-
-
-_silence_import_noise()
 
 
 @contextmanager
@@ -142,23 +145,18 @@ def _safe_dorefa_gradient_hook(self, target_space) -> None:
     target_space._wrapper.module.register_full_backward_pre_hook(quant_dequant_gradient)
 
 
+@functools.cache  # built on first use (NNI's import is slow), then the same class for every caller
 def safe_dorefa_quantizer_class() -> type:
     """NNI's DoReFaQuantizer with the NaN-safe gradient hook above (a subclass: NNI itself is untouched)."""
     from nni.compression.quantization import DoReFaQuantizer
 
-    global _SafeDoReFa
-    if _SafeDoReFa is None:
-        _SafeDoReFa = type("DoReFaQuantizer", (DoReFaQuantizer,),
-                           {"_quant_dequant_gradient_hook": _safe_dorefa_gradient_hook,
-                            "__doc__": "DoReFaQuantizer whose gradient hook survives all-zero gradients."})
-    return _SafeDoReFa
-
-
-_SafeDoReFa: type | None = None
+    return type("DoReFaQuantizer", (DoReFaQuantizer,),
+                {"_quant_dequant_gradient_hook": _safe_dorefa_gradient_hook,
+                 "__doc__": "DoReFaQuantizer whose gradient hook survives all-zero gradients."})
 
 
 # ------------------------------------------------------------------------------------------------
-# Multi-fidelity advisors: NNI's Hyperband and BOHB with their string parameter ids (issue 6).
+# Multi-fidelity advisors: NNI's Hyperband and BOHB with their string parameter ids, resumable.
 # Use from an experiment config (NNI appends codeDirectory to sys.path and imports className):
 #   tuner:
 #     codeDirectory: ../..                    # the repository root, relative to the config file
@@ -210,7 +208,18 @@ _ADVISORS = {
     "Hyperband": "nni.algorithms.hpo.hyperband_advisor",
     "BOHB": "nni.algorithms.hpo.bohb_advisor.bohb_advisor",
 }
-_advisor_classes: dict[str, type] = {}
+
+
+@functools.cache  # built once: `common.nni_compat.Hyperband is common.nni_compat.Hyperband`
+def _advisor_class(name: str) -> type:
+    import importlib
+
+    module = _ADVISORS[name]
+    base = getattr(importlib.import_module(module), name)
+    return type(name, (_StringIdRecovery, base), {
+        "__module__": __name__, "__qualname__": name, "_nni_module": module,
+        "__doc__": f"NNI's {name} advisor, whose string parameter ids no longer crash it (see _StringIdRecovery).",
+    })
 
 
 def __getattr__(name: str) -> type:
@@ -218,13 +227,4 @@ def __getattr__(name: str) -> type:
     # import this module do not pay for NNI's HPO stack (scipy, pandas: seconds on a busy CPU).
     if name not in _ADVISORS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name not in _advisor_classes:
-        import importlib
-
-        module = _ADVISORS[name]
-        base = getattr(importlib.import_module(module), name)
-        _advisor_classes[name] = type(name, (_StringIdRecovery, base), {
-            "__module__": __name__, "__qualname__": name, "_nni_module": module,
-            "__doc__": f"NNI's {name} advisor, whose string parameter ids no longer crash it (see _StringIdRecovery).",
-        })
-    return _advisor_classes[name]
+    return _advisor_class(name)

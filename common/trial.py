@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from common import nni_compat  # noqa: F401  (silences NNI's import-time warnings before nni loads)
+from common import nni_compat
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
@@ -388,6 +388,7 @@ def _summarise_failure(reason: str) -> None:
 def run_main(main: Callable[[], Any]) -> None:
     """Run a trial's main(); any failure (an exception, a bad flag, an exit) ends the trial FAILED with its
     reason as the log's last line."""
+    nni_compat.quiet()  # before main() first imports nni: its import-time warnings stay out of trial.log
     try:
         main()
     except SystemExit as err:

@@ -67,6 +67,52 @@ def test_dependency_groups_join_residual_convs():
 
 
 # ------------------------------------------------------------------------------------------------
+# Quieting NNI: an explicit call, never an import side effect
+
+_IMPORT_PROBE = """
+import logging, warnings
+import torch  # torch's own import may touch both; only ours is under test
+def state():
+    loggers = logging.Logger.manager.loggerDict.items()
+    return list(warnings.filters), {n: lg.level for n, lg in loggers if isinstance(lg, logging.Logger)}
+before = state()
+import common.nni_compat
+after = state()
+assert after == before, (before, after)
+common.nni_compat.quiet()
+assert list(warnings.filters) != before[0]  # the probe sees filters when they are installed
+"""
+
+
+def test_importing_nni_compat_changes_no_warning_filter_or_logger_level():
+    import subprocess
+    import sys
+
+    from tests.nnictl_utils import ROOT
+
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_run_main_quiets_nni_before_the_trial_runs():
+    import warnings
+
+    from common import trial
+
+    def is_filtered(message: str, category: type[Warning]) -> bool:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn(message, category, stacklevel=1)
+        return not caught
+
+    pytree = "`torch.utils._pytree._register_pytree_node` is deprecated"
+    seen = []
+    with warnings.catch_warnings():  # restores the filters run_main installs
+        warnings.simplefilter("always")
+        trial.run_main(lambda: seen.append(is_filtered(pytree, FutureWarning)))
+    assert seen == [True]
+
+
+# ------------------------------------------------------------------------------------------------
 # Quantization fixes
 
 

@@ -6,15 +6,20 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from common.cpu import deployed_weight_bits, resolve_int8_scheme
 from common.data import load_splits, make_loaders
 from common.deploy import (
     INTEGER_OPS,
+    OpenVinoModule,
     OrtModule,
     deploy_int8,
     export_fp32,
     fold_batchnorm,
     integer_kernel_report,
+    openvino_available,
+    openvino_kernel_report,
     packed_weight_bytes,
+    qdq_reference,
 )
 from common.metrics import measure_latency
 from common.models import build_model
@@ -63,19 +68,25 @@ def test_fp32_export_runs_in_onnx_runtime_with_any_batch(tmp_path):
     assert set(lat["ort"]) == {1, 4} and all(ms > 0 for ms in lat["ort"].values())
 
 
+def _ptq_deployment(model, loaders, workdir, max_weight_bits):
+    sim, calib, _ = quantize_model(model, "ptq", 8, train_loader=loaders["train"], finetune_cfg=TrainConfig(epochs=0),
+                                   example_input=X, calibration_batches=4, max_weight_bits=max_weight_bits)
+    deployment = deploy_int8(dequantized_model(sim, model), calib, workdir, X, take_inputs(loaders["train"], 4))
+    return sim, calib, deployment
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A small ResNet trained briefly on the synthetic smoke data, PTQ-quantized by NNI and deployed."""
+    """A small ResNet trained briefly on the synthetic smoke data, PTQ-quantized by NNI on the weight grid
+    that this CPU's int8 kernels execute exactly (`--int8-scheme auto`) and deployed."""
     tmp = tmp_path_factory.mktemp("deploy")
     splits = load_splits("synthetic", tmp / "data", train_limit=512, eval_limit=256)
     loaders = make_loaders(splits, 64)
     torch.manual_seed(0)
     model = build_model(SMALL)
     fit(model, loaders["train"], TrainConfig(epochs=3, lr=0.2, print_freq=1000), print_fn=lambda s: None)
-    sim, calib, _ = quantize_model(model, "ptq", 8, train_loader=loaders["train"], finetune_cfg=TrainConfig(epochs=0),
-                                   example_input=X, calibration_batches=4)
-    deployment = deploy_int8(dequantized_model(sim, model), calib, tmp, X, take_inputs(loaders["train"], 4))
-    return {"model": model, "sim": sim, "calib": calib, "deployment": deployment, "loaders": loaders}
+    sim, calib, deployment = _ptq_deployment(model, loaders, tmp, deployed_weight_bits(8, resolve_int8_scheme("auto")))
+    return {"model": model, "sim": sim, "calib": calib, "deployment": deployment, "loaders": loaders, "tmp": tmp}
 
 
 def test_int8_predictions_agree_with_the_simulated_model(trained):
@@ -123,3 +134,50 @@ def test_packed_size_halves_at_4_bits(trained):
     assert eight > n_weights
     four = {k: {**v, "weight": {**v["weight"], "bits": 4}} if "weight" in v else v for k, v in calib.items()}
     assert packed_weight_bytes(four, weights) == pytest.approx(eight - n_weights / 2, abs=len(weights))
+
+
+def _int8_weights(path):
+    model = onnx.load(str(path))
+    weights = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [numpy_helper.to_array(i) for i in model.graph.initializer
+            if i.name in weights and i.data_type == onnx.TensorProto.INT8]
+
+
+def test_reduced_grid_ships_7_bit_weights_and_keeps_agreeing(trained, tmp_path):
+    """`--int8-scheme reduced`: every weight of the deployed file within -63..63, so a u8 x s8 pair sum fits
+    int16 on any CPU, and the model still computes what NNI simulated."""
+    loaders = trained["loaders"]
+    sim, calib, deployment = _ptq_deployment(trained["model"], loaders, tmp_path, max_weight_bits=7)
+    assert {c["weight"]["bits"] for c in calib.values() if "weight" in c} == {7}
+    weights = _int8_weights(deployment.int8_path)
+    assert len(weights) == 7 and max(int(abs(w).max()) for w in weights) <= 63
+    # the full grid really uses 8 bits: the reduced one is a different, narrower grid
+    assert max(int(abs(w).max()) for w in _int8_weights(trained["deployment"].int8_path)) > 63 or \
+        resolve_int8_scheme("auto") == "reduced"
+    batch = next(iter(loaders["test"]))[0]
+    agree = (predict(sim, [batch]) == predict(deployment.session(threads=1), [batch])).float().mean().item()
+    assert agree >= 0.99, f"reduced-grid int8 and simulated top-1 agree on only {agree:.1%}"
+
+
+def test_integer_kernels_match_the_qdq_graph_they_were_fused_from(trained):
+    """The unfused QDQ graph is what the integer grid means; integer kernels that saturated would differ."""
+    batch = next(iter(trained["loaders"]["test"]))[0]
+    path = trained["deployment"].int8_path
+    with torch.no_grad():
+        fused, reference = OrtModule(path, threads=1)(batch), qdq_reference(path)(batch)
+    assert (fused.argmax(1) == reference.argmax(1)).float().mean() >= 0.99
+    torch.testing.assert_close(fused, reference, atol=0.02, rtol=0.0)
+    assert not integer_kernel_report(path, trained["tmp"] / "ref.opt.onnx")["float_compute_ops"]
+
+
+@pytest.mark.skipif(not openvino_available(), reason="openvino is not installed")
+def test_openvino_runs_the_same_file_on_int8_kernels_with_nnis_grid(trained):
+    ov = OpenVinoModule(trained["deployment"].int8_path, threads=1)
+    report = openvino_kernel_report(ov, (1, 3, 32, 32))
+    assert report["integer_kernels"] and report["integer_ops"].get("Convolution:u8") == 6
+    batch = next(iter(trained["loaders"]["test"]))[0]
+    agree = (predict(trained["sim"], [batch]) == predict(ov, [batch])).float().mean().item()
+    assert agree >= 0.99, f"OpenVINO int8 and simulated top-1 agree on only {agree:.1%}"
+    with torch.no_grad():
+        torch.testing.assert_close(ov(batch), trained["sim"](batch), atol=0.05, rtol=0.0)
+        assert ov(batch[:1]).shape == (1, 10)  # any batch size: one compiled model per shape

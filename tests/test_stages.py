@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+from common.cpu import cpu_info, resolve_int8_scheme
+from common.deploy import DeploymentError
 from common.models import build_model
 from common.stages import _distinct, quantize_deploy_measure
 from common.trial import base_parser, start_session
@@ -45,7 +47,52 @@ def test_stage_measures_every_model_against_dense(session):
     # `arch` is the same object as the start model: measured once, reported under both names.
     assert m["arch_test_acc"] == m["pruned_test_acc"] and m["arch_torch_fp32_ms_b1"] == m["pruned_torch_fp32_ms_b1"]
     assert m["arch_fp32_onnx_bytes"] == m["pruned_fp32_onnx_bytes"] < m["dense_fp32_onnx_bytes"]
-    assert 0.0 <= m["agreement_test"] <= 1.0 and m["int8_model"] == ""  # nothing kept outside an NNI trial
+    assert m["int8_model"] == ""  # nothing kept outside an NNI trial
+    # The CPU, the weight grid and the runtime that ship are named; the chosen runtime passed the gate.
+    assert m["cpu_model"] == cpu_info().model and m["cpu_isa"] == cpu_info().isa
+    assert m["int8_scheme_used"] == resolve_int8_scheme("auto") and m["runtime_used"] in ("ort", "openvino")
+    assert m["agreement_val"] == m[f"agreement_val_{m['runtime_used']}"] >= m["min_agreement"] == 0.99
+    assert m["latency_ms_b1"] == m[f"int8_{m['runtime_used']}_ms_b1"]
+
+
+class _Disagreeing(torch.nn.Module):
+    """A runtime stub whose int8 kernels compute something else: every logit vector rolled by one class."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x).roll(1, dims=1)
+
+
+def test_a_deployment_that_disagrees_fails_the_trial_naming_cpu_scheme_and_agreement(session, monkeypatch):
+    import common.stages as stages
+
+    real = stages.runtime_module
+    monkeypatch.setattr(stages, "runtime_module", lambda *a, **k: _Disagreeing(real(*a, **k)))
+    torch.manual_seed(0)
+    model = build_model(TINY, session.splits.num_classes).eval()
+    with pytest.raises(DeploymentError) as err:
+        quantize_deploy_measure(session, model, {"dense": model}, algorithm="ptq", bits=8, calibration_batches=1,
+                                runtime="ort", int8_scheme="reduced")
+    message = str(err.value)
+    assert "onnxruntime" in message and "reduced 7-bit" in message and cpu_info().model in message
+    assert cpu_info().isa in message and "of validation images (< 99%" in message
+
+
+def test_auto_runtime_is_the_fastest_that_passes_the_gate():
+    from common.stages import _choose_runtime
+
+    kernels = {"ort": {"integer_kernels": True}, "openvino": {"integer_kernels": True}}
+    lat = {"int8_ort": {1: 2.0, 64: 60.0}, "int8_openvino": {1: 1.5, 64: 50.0}}
+    good = {"ort": {"val": 1.0}, "openvino": {"val": 0.995}}
+    modules = {"ort": None, "openvino": None}
+    assert _choose_runtime(modules, kernels, good, lat, 0.99) == "openvino"
+    assert _choose_runtime(modules, kernels, {**good, "openvino": {"val": 0.9}}, lat, 0.99) == "ort"
+    float_ov = {**kernels, "openvino": {"integer_kernels": False}}
+    assert _choose_runtime(modules, float_ov, good, lat, 0.99) == "ort"
+    assert _choose_runtime({"openvino": None}, kernels, {"openvino": {"val": 0.5}}, lat, 0.99) == "openvino"
 
 
 def test_stage_arguments_are_checked_before_work(session):

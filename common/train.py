@@ -229,17 +229,17 @@ def make_scheduler(
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=total, pct_start=cfg.warmup_fraction, cycle_momentum=False
         )
+    sched = torch.optim.lr_scheduler
     if cfg.schedule == "cosine":
         warmup = round(cfg.warmup_fraction * total)
-
-        def factor(step: int) -> float:
-            if step < warmup:  # linear ramp reaching the peak exactly at step == warmup
-                return (step + 1) / (warmup + 1)
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        # Linear ramp lr * (step + 1) / (warmup + 1), reaching the peak exactly at step == warmup, then cosine
+        # to 0 at step == total (fit stops one step before, so the cosine never turns back up).
+        cosine = sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+        if warmup == 0:  # LinearLR cannot span 0 steps
+            return cosine
+        ramp = sched.LinearLR(optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+        return sched.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+    return sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -349,7 +349,7 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     """
     import nni
 
-    if not torch.isfinite(torch.tensor(float(objective))):
+    if not math.isfinite(float(objective)):
         raise RuntimeError(f"objective is {objective}; refusing to report a non-finite metric")
     # `trial` names the script (prune, quant, ...): the report groups results by it.
     result = {"default": float(objective), "trial": Path(sys.argv[0]).stem, **_plain(metrics), **_plain(vars(args))}

@@ -248,6 +248,23 @@ def test_warmup_schedules_peak_then_anneal_to_zero(schedule):
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))  # then anneal
 
 
+def _warmup_cosine(lr: float, warmup_fraction: float, total: int, step: int) -> float:
+    """The schedule torch's LinearLR + CosineAnnealingLR must reproduce, written out."""
+    warmup = round(warmup_fraction * total)
+    if step < warmup:
+        return lr * (step + 1) / (warmup + 1)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+
+@pytest.mark.parametrize(("epochs", "steps_per_epoch", "warmup_fraction"),
+                         [(4, 50, 0.25), (3, 7, 0.15), (2, 5, 0.0), (1, 3, 0.9), (1, 1, 0.5)])
+def test_cosine_schedule_is_linear_warmup_then_cosine(epochs, steps_per_epoch, warmup_fraction):
+    cfg = TrainConfig(epochs=epochs, lr=0.2, schedule="cosine", warmup_fraction=warmup_fraction)
+    total = epochs * steps_per_epoch
+    expected = [_warmup_cosine(0.2, warmup_fraction, total, step) for step in range(total)]
+    assert _lr_trajectory(cfg, steps_per_epoch) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
 def test_constant_schedule():
     assert _lr_trajectory(TrainConfig(epochs=2, lr=0.03, schedule="constant"), 5) == [0.03] * 10
 

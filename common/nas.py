@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The seed's dimensions (depth 2-4, ReLU/Tanh, 3x3/5x5) plus width and blocks per stage: without
+# Depth 2-4, ReLU/Tanh and 3x3/5x5 kernels (the seed report's search) plus width and blocks per stage: without
 # them every 4-stage candidate would be ResNet-18-sized and a budget could not be met by anything
 # but a shallower net. 3*2*3*2*2 = 72 candidates: small enough for an EA/RL budget of ~50 trials.
 SPACE: dict[str, tuple[Any, ...]] = {
@@ -51,7 +51,7 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "kernel_size": (3, 5),
 }
 HELP = {
-    "stages": "number of residual stages (the seed's depth); each halves the resolution",
+    "stages": "number of residual stages (the depth); each halves the resolution",
     "blocks": "basic blocks per stage",
     "width": "channels of the first stage; stage i has width * 2**i",
     "activation": "activation used throughout",
@@ -61,7 +61,7 @@ HELP = {
 # artifact cache entry of) the baseline.
 DEFAULT_CANDIDATE: dict[str, Any] = {"stages": 4, "blocks": 2, "width": 64, "activation": "relu", "kernel_size": 3}
 
-# The smoke experiments search the seed's own dimensions (depth, activation, kernel: 12 candidates)
+# The smoke experiments search the seed report's dimensions (depth, activation, kernel: 12 candidates)
 # at width 16 with one block per stage, so 6 trials fit in minutes on 2 shared CPU cores; the trial
 # validates against the full space either way.
 SMOKE_RESTRICTION: dict[str, tuple[Any, ...]] = {"blocks": (1,), "width": (16,)}

@@ -1,5 +1,6 @@
 """Every experiment config is a valid NNI 3.0 config whose trial accepts every point of its search space, and
-the scale-out configs say what issue 6 needs them to say.
+the scale-out configs keep their promises: GPU variants schedule one GPU per trial (full configs none), and
+early stopping only where trials compete.
 
 `nnictl create` only finds a bad classArg when the dispatcher starts (the experiment then ends in ERROR),
 so the built-in algorithms' own argument validators are run here.

@@ -1,5 +1,5 @@
-"""Combined pipeline trial (seed experiment 4): architecture → train → prune → quantize → deploy int8 →
-measure every stage beside the dense ResNet-18 baseline → report one full row of the seed's table to NNI.
+"""Combined pipeline trial: architecture → train → prune → quantize → deploy int8 → measure every stage
+beside the dense ResNet-18 baseline → report one result with every stage's metrics to NNI.
 
     python trials/pipeline.py --profile smoke                                  # ResNet-18, FPGM 50%, QAT int8
     python trials/pipeline.py --arch best_arch.json --pruner l1 --sparsity 0.6 --algorithm lsq --bits 4

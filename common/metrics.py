@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import io
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -23,7 +22,6 @@ from common.train import eval_mode
 __all__ = [
     "count_flops",
     "count_params",
-    "file_size_bytes",
     "measure_latency",
     "model_size_bytes",
     "speedup_ratios",
@@ -56,10 +54,6 @@ def model_size_bytes(model: nn.Module) -> int:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
-
-
-def file_size_bytes(path: str | os.PathLike[str]) -> int:
-    return os.path.getsize(path)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.metrics import speedup_ratios
 from common.models import ResNetSpec, arch_key, build_model
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | 
             "baseline_val_acc": base_acc["val_acc"], "baseline_test_acc": base_acc["test_acc"],
             "delta_test_acc": acc["test_acc"] - base_acc["test_acc"],
             **{f"baseline_latency_ms_b{b}": ms for b, ms in lat["baseline"].items()},
-            **{f"speedup_b{b}": lat["baseline"][b] / lat["model"][b] for b in lat["model"]},
+            **{f"speedup_b{b}": ms for b, ms in speedup_ratios(lat, "baseline")["model"].items()},
             **{f"latency_ratio_b{b}": lat["model"][b] / lat["baseline"][b] for b in lat["model"]},
         }
     return metrics

@@ -25,7 +25,7 @@ from torch import nn
 from common import nni_compat
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
-from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
+from common.metrics import count_flops, count_params, measure_latency, model_size_bytes, speedup_ratios
 from common.models import arch_key, build_model, load_resized
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective
 from common.profiles import PROFILES, Profile, get_profile
@@ -323,6 +323,7 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
     dense_acc = dense_acc or session.accuracy(dense)
     acc, size, dense_size = session.accuracy(model), session.describe(model), session.describe(dense)
     lat = session.latency({"dense": dense, "model": model})
+    speedup = speedup_ratios(lat, "dense")["model"]
     return {
         "accuracy": acc["test_acc"],
         **acc,
@@ -336,7 +337,7 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
         "size_ratio": size["size_mb"] / dense_size["size_mb"],
         **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
         **{f"dense_latency_ms_b{b}": ms for b, ms in lat["dense"].items()},
-        **{f"speedup_b{b}": lat["dense"][b] / lat["model"][b] for b in LATENCY_BATCHES},
+        **{f"speedup_b{b}": speedup[b] for b in LATENCY_BATCHES},
         **{f"latency_ratio_b{b}": lat["model"][b] / lat["dense"][b] for b in LATENCY_BATCHES},
     }
 

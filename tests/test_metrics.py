@@ -11,7 +11,6 @@ from torch import nn
 from common.metrics import (
     count_flops,
     count_params,
-    file_size_bytes,
     measure_latency,
     model_size_bytes,
     speedup_ratios,
@@ -51,13 +50,6 @@ def test_model_size_grows_with_params():
     assert small > 4 * 110  # at least the raw fp32 payload
     # Same structure, so the difference is the fp32 payload up to zip record alignment (64-byte padding).
     assert abs((big - small) - extra_param_bytes) <= 256
-
-
-def test_file_size_bytes(tmp_path):
-    path = tmp_path / "blob.bin"
-    path.write_bytes(b"x" * 123)
-    assert file_size_bytes(path) == 123
-    assert file_size_bytes(str(path)) == 123
 
 
 def test_torch_threads_sets_and_restores():

@@ -6,16 +6,20 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 
 from common import trial
-from common.data import DatasetNotFoundError
+from common.data import DATASETS, DatasetNotFoundError
+from common.metrics import count_params
+from common.models import build_model
 from common.profiles import PROFILES, get_profile
 from tests.nnictl_utils import ROOT
 
 TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
+SMALL = {"blocks": [1, 1], "widths": [8, 16], "activation": "relu", "kernel_size": 3}
 
 
 def prune_parser():
@@ -93,12 +97,36 @@ def test_report_final_refuses_non_finite(bad):
         trial.report_final(bad, {}, args)
 
 
-def test_profiles_defined_once():
-    assert set(PROFILES) == {"smoke", "full"}
-    assert get_profile("smoke").dataset == "synthetic" and get_profile("full").dataset == "cifar10"
-    assert get_profile("full", dataset="synthetic").dataset == "synthetic"
-    with pytest.raises(ValueError, match="unknown profile 'fast'"):
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_every_profile_is_selectable_by_its_name_and_its_data_set_overridable(name):
+    profile = get_profile(name)
+    assert profile == PROFILES[name] and profile.name == name and profile.dataset in DATASETS
+    assert trial.parse_params(trial.base_parser("t"), ["--profile", name]).profile == name
+    assert get_profile(name, dataset=None) == profile  # --dataset not given: the profile's own
+    other = next(d for d in DATASETS if d != profile.dataset)
+    assert get_profile(name, dataset=other) == replace(profile, dataset=other)
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=f"unknown profile 'fast'; choose one of {', '.join(PROFILES)}$"):
         get_profile("fast")
+
+
+def test_compression_metrics_agree_with_each_other(tmp_path):
+    args = trial.parse_params(trial.base_parser("t"), ["--data-dir", str(tmp_path / "data"),
+                                                        "--cache-dir", str(tmp_path / "cache")])
+    session = trial.start_session(args)
+    torch.manual_seed(0)
+    n = session.splits.num_classes
+    dense, small = build_model(SMALL, n).eval(), build_model(TINY, n).eval()
+    m = trial.compression_metrics(session, small, dense, dense_acc={"val_acc": 0.5, "test_acc": 0.25})
+    assert m["accuracy"] == m["test_acc"] and m["dense_val_acc"] == 0.5 and m["dense_test_acc"] == 0.25
+    assert m["delta_test_acc"] == pytest.approx(m["test_acc"] - 0.25)
+    assert m["params_ratio"] == pytest.approx(count_params(small) / count_params(dense)) and m["params_ratio"] < 1
+    assert m["flops_ratio"] < 1 and m["size_mb"] < m["dense_size_mb"]
+    for b in trial.LATENCY_BATCHES:
+        assert m[f"speedup_b{b}"] == pytest.approx(m[f"dense_latency_ms_b{b}"] / m[f"latency_ms_b{b}"])
+        assert m[f"latency_ratio_b{b}"] == pytest.approx(1 / m[f"speedup_b{b}"])
 
 
 def test_missing_cifar_names_the_file(tmp_path, offline):

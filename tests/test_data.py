@@ -432,7 +432,9 @@ def test_image_splits_rejects_malformed_tensors():
         ImageSplits(**kwargs)
 
 
-def test_benchmark_pipeline_reports_positive_throughput():
+def test_benchmark_pipeline_speedup_is_against_the_faster_stock_loader():
     result = benchmark_pipeline(n_images=64, batch_size=32, epochs=1)
     assert set(result) == {"tensor_loader_ips", "dataloader_ips", "dataloader_workers2_ips", "speedup"}
-    assert all(math.isfinite(v) and v > 0 for v in result.values()), result
+    stock = [v for k, v in result.items() if k.startswith("dataloader") and math.isfinite(v)]
+    assert stock, result  # the single-process DataLoader always runs
+    assert result["speedup"] == pytest.approx(result["tensor_loader_ips"] / max(stock))

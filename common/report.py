@@ -154,7 +154,11 @@ def _fmt(v: Any, spec: str, unit: str = "") -> str:
 
 
 def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
-    """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage."""
+    """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage.
+
+    Numbers only (fractions, like the trials' own keys; None where a value does not apply): report.md
+    formats them, report.json keeps them for scripts. `accuracy_std` is over the baseline's seeds.
+    """
     ok = [r.result for r in records if r.ok]
     if not ok:
         listing = f"; its {len(records)} trial(s):\n{failure_listing(records)}" if records else ""
@@ -169,7 +173,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
         ref = next((r for r in ok if _dense_latency(r, 1) is not None), {})
         mean, std = _mean_std(dense_acc)
         rows.append({
-            "model": "dense ResNet-18 (baseline)", "accuracy": _fmt_pct(mean, std), "delta": "–",
+            "model": "dense ResNet-18 (baseline)", "accuracy": mean, "accuracy_std": std, "delta": None,
             "size_mb": base.get("size_mb") or ref.get("dense_size_mb"), "size_ratio": 1.0,
             "latency_ms_b1": _dense_latency(ref, 1) or base.get("latency_ms_b1"),
             "latency_ms_b64": _dense_latency(ref, 64) or base.get("latency_ms_b64"),
@@ -181,8 +185,8 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             continue
         best = max(stage, key=lambda r: r["default"])
         rows.append({
-            "model": f"{label}: {describe(best)}", "accuracy": _fmt_pct(best["accuracy"]),
-            "delta": f"{100 * best['delta_test_acc']:+.2f} pt" if "delta_test_acc" in best else "–",
+            "model": f"{label}: {describe(best)}", "accuracy": best["accuracy"], "accuracy_std": None,
+            "delta": best.get("delta_test_acc"),
             "size_mb": best.get("size_mb"), "size_ratio": best.get("size_ratio"),
             "latency_ms_b1": best.get("latency_ms_b1"), "latency_ms_b64": best.get("latency_ms_b64"),
             "speedup_b1": best.get("speedup_b1"), "speedup_b64": best.get("speedup_b64"), "trials": len(stage),
@@ -278,7 +282,8 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['accuracy']} | {r['delta']} | {_fmt(r['size_mb'], '.2f')} "
+            f"| {r['model']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
+            f"| {_fmt(None if r['delta'] is None else 100 * r['delta'], '+.2f', ' pt')} | {_fmt(r['size_mb'], '.2f')} "
             f"| {_fmt(r['size_ratio'], '.3f')} | {_fmt(r['latency_ms_b1'], '.2f')} "
             f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', '×')} "
             f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} |"

@@ -76,6 +76,23 @@ def test_report_writes_table_and_plots(registry, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"({name}.png)" in text
 
 
+def test_report_json_summary_holds_numbers_and_report_md_formats_them(registry, tmp_path):
+    out = tmp_path / "report"
+    main([EXP_ID, "--registry", str(registry), "--out", str(out)])
+    summary = json.loads((out / "report.json").read_text())["summary"]
+    for row in summary:
+        numbers = {k: v for k, v in row.items() if k != "model"}
+        assert all(v is None or isinstance(v, (int, float)) for v in numbers.values()), row
+    dense, pruned = summary
+    results = [r.result for r in load_experiment(EXP_ID, registry)]
+    best = max(results, key=lambda r: r["default"])
+    assert dense["accuracy"] == pytest.approx(sum(r["dense_test_acc"] for r in results) / len(results))
+    assert dense["delta"] is None and pruned["accuracy"] == best["accuracy"]
+    assert pruned["delta"] == best["delta_test_acc"]
+    line = next(x for x in (out / "report.md").read_text().splitlines() if x.startswith("| best pruned"))
+    assert f"| {100 * best['accuracy']:.2f} % | {100 * best['delta_test_acc']:+.2f} pt |" in line
+
+
 def test_failed_trials_are_listed_not_summarised(registry):
     records = load_experiment(EXP_ID, registry) + [TrialRecord("x", "bad01", "FAILED", None)]
     assert all("bad01" not in r["model"] for r in summary_rows(records))

@@ -60,24 +60,23 @@ def add_budget_arguments(parser: argparse.ArgumentParser) -> None:
 
 def budgets_from_args(args: argparse.Namespace) -> dict[str, float]:
     """{metric: maximum} for the budget flags that are set."""
-    budgets = {metric: getattr(args, dest) for dest, (metric, _) in BUDGET_FLAGS.items()
-               if getattr(args, dest, None) is not None}
-    _check_budgets(budgets)
-    return budgets
+    return {metric: getattr(args, dest) for dest, (metric, _) in BUDGET_FLAGS.items()
+            if getattr(args, dest, None) is not None}
 
 
-def _check_budgets(budgets: Mapping[str, float]) -> None:
+def validate_budgets(budgets: Mapping[str, float]) -> None:
+    """Every budget a finite number > 0: checked once, where a trial's parameters enter (common.trial)."""
     for metric, limit in budgets.items():
         if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
             raise ValueError(f"budget for {metric!r} must be a finite number > 0, got {limit!r}")
 
 
 def budget_factor(metrics: Mapping[str, Any], budgets: Mapping[str, float] | None, power: float = 1.0) -> float:
-    """prod_k min(1, budget_k / value_k) ** power: 1.0 within all budgets, < 1 over any."""
-    if power <= 0 or not math.isfinite(power):
-        raise ValueError(f"budget power must be a finite number > 0, got {power!r}")
+    """prod_k min(1, budget_k / value_k) ** power: 1.0 within all budgets, < 1 over any.
+
+    `budgets` as validate_budgets accepts them and `power` > 0: the trial checked both in parse_params.
+    """
     budgets = budgets or {}
-    _check_budgets(budgets)
     factor = 1.0
     for metric, limit in budgets.items():
         if metric not in metrics:

@@ -63,8 +63,8 @@ def prune_model(
     The classifier (Linear) keeps its outputs; its inputs shrink with the last conv stage. Every
     conv gets the same ratio, the seed report's setting; within a dependency group NNI ranks
     channels by the group's summed criterion so residual branches keep the same channels.
+    `pruner` and `sparsity` as `validate` accepts them (a trial checks them in parse_params).
     """
-    validate(pruner, sparsity)
     shape = tuple(example_input.shape[1:])
     params_before, flops_before = count_params(model), count_flops(model, (1, *shape))
     config_list = [{"op_types": ["Conv2d"], "sparse_ratio": float(sparsity)}]

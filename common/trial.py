@@ -27,7 +27,7 @@ from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes, speedup_ratios
 from common.models import arch_key, build_model, load_resized
-from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective
+from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import prune_model
 from common.pruning import validate as validate_pruning
@@ -130,7 +130,7 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
         if hasattr(args, dest) and not ok(getattr(args, dest)):
             source = f" (search space: {dest}={tuned[dest]!r})" if dest in tuned else ""
             raise ValueError(f"{_flag(parser, dest)} must be {valid}, got {getattr(args, dest)!r}{source}")
-    budgets_from_args(args)  # each --max-* budget
+    validate_budgets(budgets_from_args(args))  # each --max-* budget
     if hasattr(args, "pruner") and hasattr(args, "sparsity"):
         validate_pruning(args.pruner, args.sparsity)
     if hasattr(args, "algorithm") and hasattr(args, "bits"):
@@ -245,8 +245,8 @@ class Session:
     def pruned_model(self, arch: str | dict, pruner: str, sparsity: float,
                      report_epochs: bool = False) -> tuple[nn.Module, dict]:
         """The cached dense model, pruned and fine-tuned; cached too, so trials sharing this prefix
-        (quantization from a 50%-pruned model, the combined pipeline) do not repeat it."""
-        validate_pruning(pruner, sparsity)
+        (quantization from a 50%-pruned model, the combined pipeline) do not repeat it. `pruner` and `sparsity`
+        as parse_params checked them (common.pruning.validate)."""
         key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
                "finetune": asdict(self.finetune_config())}
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from common import cpu, nni_compat  # noqa: F401
+from common import cpu, nni_compat
 from common.data import load_splits, make_loaders
 from common.deploy import OrtModule, deploy_int8, export_fp32, openvino_available, runtime_module
 from common.metrics import measure_latency
@@ -173,4 +173,5 @@ def print_quant(results: list[dict[str, Any]]) -> None:
 
 
 if __name__ == "__main__":
+    nni_compat.quiet()
     print_quant(benchmark_quant())

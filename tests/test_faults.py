@@ -105,8 +105,12 @@ def _die_while_saving(root: str) -> None:
     """Build an entry and die (like SIGKILL or power loss) after model.pt's bytes are written, before the rename."""
     import common.cache as cache_mod
 
-    def crash(*args, **kwargs):
-        os._exit(9)
+    real_replace = os.replace
+
+    def crash(src, dst, *args, **kwargs):
+        if str(dst).endswith("model.pt"):
+            os._exit(9)
+        real_replace(src, dst, *args, **kwargs)  # e.g. the lock's owner file
 
     cache_mod.os.replace = crash  # this child process only
     ArtifactCache(root).get_or_build("dense", KEY, lambda: ({"w": torch.full((3,), 7.0)}, {}))

@@ -22,11 +22,13 @@ BUDGET = 0.06
 STAGES = ("dense", "arch", "pruned", "sim", "int8")
 STAGE_KEYS = {f"{stage}_{split}_acc" for stage in STAGES for split in ("val", "test")}
 STAGE_KEYS |= {f"{m}_ms_b{b}" for m in ("dense_torch_fp32", "arch_torch_fp32", "pruned_torch_fp32", "pruned_ort_fp32",
-                                          "int8") for b in (1, 64)}
+                                          "dense_ort_fp32", "int8") for b in (1, 64)}
 STAGE_KEYS |= {"dense_params", "arch_params", "pruned_params", "params_ratio", "flops_ratio",
                "dense_fp32_onnx_bytes", "arch_fp32_onnx_bytes", "pruned_fp32_onnx_bytes", "int8_bytes",
                "pruned_val_acc_before_finetune", "speedup_b1", "speedup_b64", "latency_ratio_b64", "size_ratio",
-               "budget_factor", "within_budget", "budget_latency_ratio_b64", "integer_kernels"}
+               "budget_factor", "within_budget", "budget_latency_ratio_b64", "integer_kernels",
+               "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "agreement_val",
+               "speedup_vs_dense_ort_fp32_b1"}
 
 
 def smoke_command(budget: float) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from common.cpu import cpu_info, deployed_weight_bits, resolve_int8_scheme
 from common.data import SYNTHETIC_CLASSES
 from common.profiles import get_profile
 from tests.nnictl_utils import ROOT, Experiment
@@ -19,7 +20,10 @@ KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_a
         "speedup_vs_ort_fp32_b1", "speedup_vs_ort_fp32_b64", "latency_runtime",
         "int8_bytes", "packed_bytes", "dense_fp32_onnx_bytes", "size_ratio", "packed_size_ratio",
         "activations_from_nni", "activations_from_ort", "weights_from_nni", "integer_kernels", "int8_model",
-        "algorithm", "bits", "start", "profile"}
+        "algorithm", "bits", "start", "profile",
+        # the CPU, the weight grid and the runtime that ship, and both runtimes beside each other
+        "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "kernel_agreement_val", "min_agreement",
+        "int8_ort_ms_b1", "agreement_val_ort", "dense_ort_fp32_ms_b64", "speedup_vs_dense_ort_fp32_b64"}
 
 
 @pytest.mark.e2e
@@ -40,6 +44,10 @@ def test_quant_smoke_experiment_through_nnictl(tmp_path):
             assert r["agreement_val"] >= r["min_agreement"] == get_profile("smoke").min_agreement  # the gate held
             assert r["dense_test_acc"] > 3 / SYNTHETIC_CLASSES  # the smoke baseline learned (~0.6; chance 0.1)
             assert r["integer_kernels"] is True and r["weights_from_nni"] >= 21
+            assert r["cpu_model"] == cpu_info().model and r["cpu_isa"] == cpu_info().isa
+            assert r["int8_scheme"] == "auto" and r["int8_scheme_used"] == resolve_int8_scheme("auto")
+            assert r["weight_bits"] == min(r["bits"], deployed_weight_bits(8, r["int8_scheme_used"]))
+            assert r["runtime"] == "auto" and r["latency_ms_b1"] == r[f"int8_{r['runtime_used']}_ms_b1"]
             assert r["size_ratio"] < 0.3 and r["packed_bytes"] < r["dense_fp32_onnx_bytes"]
             if r["bits"] == 4:
                 assert "4-bit weights run as int8" in r["latency_runtime"]

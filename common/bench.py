@@ -2,6 +2,7 @@
 
     python -m common.bench pruning      # dense vs 50% FPGM ResNet-18: params, FLOPs, latency b1/b64
     python -m common.bench data         # tensor loader vs torchvision DataLoader images/s
+    python -m common.bench train        # ResNet-18 train/eval images/s per input shape (sizes the `cpu` profile)
     python -m common.bench quant        # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
     python -m common.bench pipeline     # the pipeline trial's default output vs dense fp32 ResNet-18, trained (smoke)
     python -m common.bench all --json results/bench.json
@@ -16,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from common import nni_compat  # noqa: F401
+from common import nni_compat
 from common.bench_quant import benchmark_quant, print_quant
 from common.cpu import cpu_info
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
@@ -91,6 +93,49 @@ PIPELINE_TARGETS = {"speedup_b1": 6.0, "speedup_b64": 6.0, "size_ratio": 0.10}
 PIPELINE_VS_DENSE_ORT = {"exact": 12.0, "saturating": 6.5}
 
 
+# How a 28x28 grey image (Fashion-MNIST) can enter the CIFAR ResNet: (channels, side). The first is what
+# common.data serves; the others are the alternatives it was measured against.
+TRAIN_INPUTS = {"1x28x28 native": (1, 28), "1x32x32 zero-padded": (1, 32), "3x32x32 grey as RGB": (3, 32)}
+
+
+def bench_train(steps: int = 4, batch_size: int = 128) -> dict:
+    """ResNet-18 training and evaluation images/s through common.train.fit and TensorLoader (random pixels; speed
+    does not depend on them), per input shape, with the cores the process actually got (others' load shows)."""
+    from common.data import TensorLoader
+    from common.models import build_model
+    from common.train import TrainConfig, evaluate, fit
+
+    quiet = lambda _: None  # noqa: E731
+    results = {}
+    for name, (channels, side) in TRAIN_INPUTS.items():
+        gen = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (batch_size * steps, channels, side, side), dtype=torch.uint8, generator=gen)
+        labels = torch.arange(len(images)) % 10
+        norm = {"mean": (0.5,) * channels, "std": (0.25,) * channels}
+        model = build_model("resnet18", 10, channels)
+        train = TensorLoader(images, labels, batch_size, train=True, **norm)
+        fit(model, train, TrainConfig(epochs=1, lr=0.05, steps_per_epoch=1), print_fn=quiet)  # warm-up
+        cpu, start = sum(os.times()[:2]), time.perf_counter()
+        fit(model, train, TrainConfig(epochs=1, lr=0.05), print_fn=quiet)
+        wall = time.perf_counter() - start
+        cores = (sum(os.times()[:2]) - cpu) / wall
+        start = time.perf_counter()
+        evaluate(model, TensorLoader(images, labels, 256, train=False, **norm))
+        results[name] = {"train_ips": len(images) / wall, "eval_ips": len(images) / (time.perf_counter() - start),
+                         "cores_used": cores, "batch_size": batch_size}
+    return results
+
+
+def print_train(r: dict) -> None:
+    print("\nResNet-18 (CIFAR variant), fp32, torch threads = cores:")
+    # Per core-second of the process: comparable between rows even when other load takes cores away mid-run.
+    print("| input | batch | train images/s | per core-second | eval images/s | cores used |")
+    print("|---|---|---|---|---|---|")
+    for name, v in r.items():
+        print(f"| {name} | {v['batch_size']} | {v['train_ips']:.1f} | {v['train_ips'] / v['cores_used']:.1f} "
+              f"| {v['eval_ips']:.1f} | {v['cores_used']:.2f} |")
+
+
 def pipeline_targets(exact_int8: bool) -> dict[str, float]:
     goal = PIPELINE_VS_DENSE_ORT["exact" if exact_int8 else "saturating"]
     return {**PIPELINE_TARGETS, **{f"speedup_vs_dense_ort_fp32_b{b}": goal for b in BATCHES}}
@@ -148,6 +193,7 @@ def print_pipeline(results: list[dict]) -> None:
 BENCHES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "pruning": (bench_pruning, print_pruning),
     "data": (bench_data, print_data),
+    "train": (bench_train, print_train),
     "quant": (benchmark_quant, print_quant),
     "pipeline": (bench_pipeline, print_pipeline),
 }
@@ -158,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("which", choices=[*BENCHES, "all"])
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
+    nni_compat.quiet()
     names = list(BENCHES) if args.which == "all" else [args.which]
     where = cpu_info()
     print(f"machine: {where.model} [{where.isa}], {os.cpu_count()} cores, torch {torch.__version__}")

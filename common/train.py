@@ -8,6 +8,7 @@ autocast + channels_last (no GradScaler needed for bf16); on CPU it stays plain 
 from __future__ import annotations
 
 import datetime
+import itertools
 import math
 import random
 import statistics
@@ -173,6 +174,9 @@ class TrainConfig:
     warmup_fraction: float = 0.15  # cosine warmup length / OneCycleLR pct_start, as a fraction of all steps
     grad_clip: float | None = None  # max global grad norm; None disables clipping
     print_freq: int = 50
+    # Cap on steps per epoch (None: one full pass). Each epoch then trains on a fresh random part of the
+    # training split (the loader reshuffles), so a short fine-tune needs no smaller copy of the data.
+    steps_per_epoch: int | None = None
     # Logit distillation from the `teacher` that fit() is given (ignored without one): loss =
     # (1 - w) * CE + w * T^2 * KL(softmax(teacher/T) || softmax(student/T)); T^2 keeps the soft-target
     # gradients on CE's scale as T changes (Hinton et al. 2015). w = 0 is off.
@@ -191,6 +195,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be in [0, 1], got {self.distill_weight}")
         if self.distill_temperature <= 0:
@@ -313,6 +319,19 @@ def fp32_exact(model: nn.Module) -> nn.Module:
     return model if isinstance(model, _FP32) else _FP32(model)
 
 
+class _Capped:
+    """The first `n` batches of every pass over `loader`, with a length (the schedule and the logger's eta)."""
+
+    def __init__(self, loader: Loader, n: int) -> None:
+        self.loader, self.n = loader, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return itertools.islice(iter(self.loader), self.n)
+
+
 def fit(
     model: nn.Module,
     train_loader: Loader,
@@ -342,8 +361,9 @@ def fit(
     and ``training_step`` (``(batch, model) -> (loss, logits)``); the schedule, clipping, NaN guard and
     logging stay this loop's. ``mixed_precision=False`` keeps everything fp32 (fake quantization needs
     it: bf16 is as coarse as the int8 grid); ``max_steps`` stops early; ``name`` labels the log lines.
-    ``teacher`` (with ``cfg.distill_weight > 0``) mixes logit distillation into whatever loss the step
-    returned (see TrainConfig); it runs in eval mode without gradients, and ``train_loss`` is the mixed loss.
+    ``cfg.steps_per_epoch`` caps the batches of each epoch. ``teacher`` (with ``cfg.distill_weight > 0``)
+    mixes logit distillation into whatever loss the step returned (see TrainConfig); it runs in eval mode
+    without gradients, and ``train_loss`` is the mixed loss.
     """
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
     # A cached artifact must depend on its key only: fine-tuning after training the dense model in this
@@ -357,6 +377,8 @@ def fit(
     steps = len(train_loader)
     if steps == 0:
         raise ValueError("train_loader is empty")
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < steps:
+        train_loader, steps = _Capped(train_loader, cfg.steps_per_epoch), cfg.steps_per_epoch
 
     dev = torch.device(device)
     if mixed_precision:

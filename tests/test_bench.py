@@ -11,3 +11,12 @@ def test_bench_pruning_reports_ratios(capsys, monkeypatch):
     assert all(v["dense_ms"] > 0 and v["pruned_ms"] > 0 for v in r["latency"][1].values())
     print_pruning(r)
     assert "speed-up" in capsys.readouterr().out
+
+
+def test_bench_train_measures_every_input_shape(capsys):
+    from common.bench import TRAIN_INPUTS, bench_train, print_train
+
+    r = bench_train(steps=1, batch_size=2)
+    assert set(r) == set(TRAIN_INPUTS) and all(v["train_ips"] > 0 and v["cores_used"] > 0 for v in r.values())
+    print_train(r)
+    assert "1x28x28 native" in capsys.readouterr().out

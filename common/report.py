@@ -257,6 +257,23 @@ def describe(result: dict[str, Any]) -> str:
     return ", ".join(f"{k}={result[k]}" for k in LABEL_KEYS if k in result) or result.get("trial", "?")
 
 
+def machines(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """The CPUs the trials measured on (as each result names it), with the int8 schemes used there."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        res = r.result or {}
+        if "cpu_model" not in res:
+            continue
+        entry = seen.setdefault((res["cpu_model"], res.get("cpu_isa", "?")),
+                                {"cpu_model": res["cpu_model"], "cpu_isa": res.get("cpu_isa", "?"),
+                                 "int8_schemes": [], "trials": 0})
+        entry["trials"] += 1
+        scheme = res.get("int8_scheme_used")
+        if scheme and scheme not in entry["int8_schemes"]:
+            entry["int8_schemes"].append(scheme)
+    return list(seen.values())
+
+
 def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
     rows = summary_rows(records)
     experiments = sorted({r.experiment for r in records})
@@ -268,6 +285,14 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
         f"Experiments: {', '.join(experiments)}; {len(ok)} of {len(records)} trials with a final result; "
         f"profile: {', '.join(profiles)}; dataset: {', '.join(sorted({str(r.result.get('dataset')) for r in ok}))}.",
     ]
+    cpus = machines(records)
+    if cpus:
+        named = [f"{c['cpu_model']} [{c['cpu_isa']}], int8 scheme {'/'.join(c['int8_schemes']) or '–'} "
+                 f"({c['trials']} trials)" for c in cpus]
+        lines += ["", "CPU: " + "; ".join(named) + "."]
+        if len(cpus) > 1:
+            lines += ["", f"**These trials ran on {len(cpus)} different CPUs: compare latencies and speed-ups only "
+                          "within one CPU; int8 results from a CPU without VNNI use a 7-bit weight grid.**"]
     if "smoke" in profiles:
         lines += ["", "**Smoke profile: synthetic data and minutes of CPU training. These numbers show that the "
                       "pipeline works; they say nothing about CIFAR-10 accuracy.**"]
@@ -372,7 +397,7 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path) -> Path:
     path = out_dir / "report.md"
     path.write_text(markdown(records, plots))
     # The same data for scripts: the summary rows and every trial's full final result.
-    data = {"summary": summary_rows(records),
+    data = {"summary": summary_rows(records), "machines": machines(records),
             "trials": [{"experiment": r.experiment, "trial_id": r.trial_id, "status": r.status, "result": r.result}
                        for r in records]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n")

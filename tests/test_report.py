@@ -204,3 +204,22 @@ def test_all_failed_experiment_lists_each_trial_and_why(tmp_path):
     assert "no trial has a final result yet" in message and "its 2 trial(s)" in message
     assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in message
     assert 'bbbbb FAILED parameters={"pruner": "l1", "sparsity": 0.5}: TRIAL FAILED: NonFiniteLossError' in message
+
+
+def test_header_names_each_cpu_and_warns_when_trials_ran_on_several(tmp_path):
+    from common.report import markdown, write_report
+
+    def record(trial_id, cpu, isa, scheme):
+        return TrialRecord("exp", trial_id, "SUCCEEDED", {
+            "default": 0.9, "trial": "quant", "profile": "cpu", "dataset": "fashion-mnist", "val_acc": 0.9,
+            "test_acc": 0.9, "accuracy": 0.9, "cpu_model": cpu, "cpu_isa": isa, "int8_scheme_used": scheme})
+
+    vnni = record("a", "Intel Xeon 8480+", "avx2+avx512f+avx512_vnni", "full")
+    one = markdown([vnni], [])
+    assert "CPU: Intel Xeon 8480+ [avx2+avx512f+avx512_vnni], int8 scheme full (1 trials)." in one
+    assert "different CPUs" not in one
+    both = markdown([vnni, record("b", "AMD EPYC 7B13", "avx2", "reduced")], [])
+    assert "AMD EPYC 7B13 [avx2], int8 scheme reduced" in both and "ran on 2 different CPUs" in both
+    write_report([vnni], tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text())["machines"] == [
+        {"cpu_model": "Intel Xeon 8480+", "cpu_isa": "avx2+avx512f+avx512_vnni", "int8_schemes": ["full"], "trials": 1}]

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from common import nni_compat
+from common import cpu, nni_compat
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes, speedup_ratios
@@ -353,7 +353,9 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     if not math.isfinite(float(objective)):
         raise RuntimeError(f"objective is {objective}; refusing to report a non-finite metric")
     # `trial` names the script (prune, quant, ...): the report groups results by it.
-    result = {"default": float(objective), "trial": Path(sys.argv[0]).stem, **_plain(metrics), **_plain(vars(args))}
+    # Every result names the CPU it measured latency on: two machines' numbers are never read as one.
+    result = {"default": float(objective), "trial": Path(sys.argv[0]).stem, **cpu.describe(), **_plain(metrics),
+              **_plain(vars(args))}
     nni.report_final_result(result)
     if not in_nni_trial():
         print("FINAL " + json.dumps(result, sort_keys=True), flush=True)

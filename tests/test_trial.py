@@ -62,6 +62,9 @@ def test_report_final_echoes_parameters(capsys):
     assert result["default"] == 0.75 and result["pruner"] == "fpgm" and result["sparsity"] == 0.5
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FINAL ")][-1]
     assert json.loads(line[len("FINAL "):]) == json.loads(json.dumps(result))
+    from common.cpu import cpu_info
+
+    assert result["cpu_model"] == cpu_info().model and result["cpu_isa"] == cpu_info().isa  # every trial names its CPU
 
 
 def test_every_trial_reports_under_the_configs_budget(capsys):

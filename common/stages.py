@@ -179,12 +179,17 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
               + ", ".join(f"{r} {kernels[r]['integer_ops']}" for r in int8) + f" in {seconds['deploy']:.0f}s",
               flush=True)
 
-        # Accuracy of what NNI simulated, of what ships on each runtime and of every fp32 model (one pass each);
-        # the QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
+        # Accuracy of what NNI simulated, of what ships on each runtime and of every fp32 model (one pass each).
         t0 = time.perf_counter()
         preds = {name: {split: predict(m, loaders[split], device=device) for split in SPLITS}
                  for name, m in {**fp32, "sim": sim, **int8}.items()}
-        reference_val = predict(qdq_reference(deployment.int8_path), loaders["val"], device=device)
+        agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in int8}
+        chosen = _choose_runtime(int8, kernels, agreement, {}, min_agreement)
+        if agreement[chosen]["val"] < min_agreement:
+            # The QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
+            reference = predict(qdq_reference(deployment.int8_path), loaders["val"], device=device)
+            raise DeploymentError(_gate_message(chosen, scheme, qinfo["weight_bits"], agreement[chosen]["val"],
+                                                _agreement(reference, preds[chosen]["val"]), min_agreement))
         seconds["evaluate"] = time.perf_counter() - t0
 
         # Latency on the CPU the int8 model runs on, every model interleaved in one call (same thread count).
@@ -201,17 +206,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         int8_bytes = os.path.getsize(deployment.int8_path)
         kept = _keep(deployment.int8_path, getattr(session.args, "keep_model", None))
 
-    agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in int8}
     chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement)
-    where = cpu.describe()
-    if agreement[chosen]["val"] < min_agreement:
-        raise DeploymentError(
-            f"deployed int8 model ({RUNTIME_NAMES[chosen]}, {scheme} {qinfo['weight_bits']}-bit weight grid) agrees "
-            f"with NNI's simulation on {agreement[chosen]['val']:.1%} of validation images (< {min_agreement:.0%}; "
-            f"{_agreement(reference_val, preds[chosen]['val']):.1%} with its own QDQ graph) on CPU "
-            f"{where['cpu_model']} [{where['cpu_isa']}]" + (
-                "; this CPU's int8 kernels can saturate: use --int8-scheme reduced" if scheme == "full"
-                and not cpu.cpu_info().exact_int8 else ""))
     preds["int8"] = preds[chosen]
     lat["int8"] = lat[f"int8_{chosen}"]
 
@@ -230,7 +225,6 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         "delta_test_acc": acc["int8"]["test"] - acc["dense"]["test"],
         "agreement_val": agreement[chosen]["val"], "agreement_test": agreement[chosen]["test"],
         **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
-        "kernel_agreement_val": _agreement(reference_val, preds[chosen]["val"]),
         "min_agreement": min_agreement,
         **{f"latency_ms_b{b}": lat["int8"][b] for b in batches},
         **{f"{name}_ms_b{b}": per[b] for name, per in lat.items() for b in batches},
@@ -240,7 +234,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
         **{f"speedup_vs_dense_ort_fp32_b{b}": lat["dense_ort_fp32"][b] / lat["int8"][b] for b in batches},
         **{f"speedup_vs_{start_name}_b{b}": lat[f"{start_name}_torch_fp32"][b] / lat["int8"][b] for b in batches},
         "latency_runtime": f"{RUNTIME_NAMES[chosen]} CPU int8" + (" (4-bit weights run as int8)" if bits < 8 else ""),
-        "runtime_used": chosen, "int8_scheme_used": scheme, **where,
+        "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(),
         "size_mb": int8_bytes / 1e6, "int8_bytes": int8_bytes, "packed_bytes": packed,
         "size_ratio": int8_bytes / dense_bytes, "packed_size_ratio": packed / dense_bytes,
         **{f"{name}_fp32_onnx_bytes": sizes[alias[name]] for name in names},
@@ -263,16 +257,29 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     }
 
 
+def _gate_message(runtime: str, scheme: str, weight_bits: int, agreement: float, kernel_agreement: float,
+                  min_agreement: float) -> str:
+    where = cpu.cpu_info()
+    advice = ("; this CPU's int8 kernels can saturate at 8 bits: use --int8-scheme reduced"
+              if scheme == "full" and not where.exact_int8 else "")
+    return (f"deployed int8 model ({RUNTIME_NAMES[runtime]}, {scheme} {weight_bits}-bit weight grid) agrees with "
+            f"NNI's simulation on {agreement:.1%} of validation images (< {min_agreement:.0%}; {kernel_agreement:.1%} "
+            f"with its own QDQ graph) on CPU {where.model} [{where.isa}]{advice}")
+
+
 def _choose_runtime(modules: Mapping[str, nn.Module], kernels: Mapping[str, Mapping[str, Any]],
                     agreement: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
                     min_agreement: float) -> str:
     """The runtime to ship: the only candidate, else the fastest (geometric mean over batch sizes) of those
-    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why)."""
+    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why).
+    Without latencies (`lat` empty) any sound candidate is returned: enough to decide whether the gate holds."""
     if len(modules) == 1:
         return next(iter(modules))
     sound = [r for r in modules if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
     if not sound:
         return "ort"
+    if not lat:
+        return sound[0]
 
     def cost(r: str) -> float:
         per = lat[f"int8_{r}"]

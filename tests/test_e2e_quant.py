@@ -22,7 +22,7 @@ KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_a
         "activations_from_nni", "activations_from_ort", "weights_from_nni", "integer_kernels", "int8_model",
         "algorithm", "bits", "start", "profile",
         # the CPU, the weight grid and the runtime that ship, and both runtimes beside each other
-        "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "kernel_agreement_val", "min_agreement",
+        "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "min_agreement",
         "int8_ort_ms_b1", "agreement_val_ort", "dense_ort_fp32_ms_b64", "speedup_vs_dense_ort_fp32_b64"}
 
 

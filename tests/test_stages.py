@@ -93,6 +93,7 @@ def test_auto_runtime_is_the_fastest_that_passes_the_gate():
     float_ov = {**kernels, "openvino": {"integer_kernels": False}}
     assert _choose_runtime(modules, float_ov, good, lat, 0.99) == "ort"
     assert _choose_runtime({"openvino": None}, kernels, {"openvino": {"val": 0.5}}, lat, 0.99) == "openvino"
+    assert _choose_runtime(modules, kernels, good, {}, 0.99) == "ort"  # before timing: any sound one, for the gate
 
 
 def test_stage_arguments_are_checked_before_work(session):

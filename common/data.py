@@ -679,12 +679,15 @@ def make_loaders(
     seed: int = 0,
     channels_last: bool = False,
     eval_batch_size: int | None = None,
+    pad: int = 4,
 ) -> dict[str, TensorLoader]:
-    """Loaders for ``"train"`` (augmented, shuffled) and ``"val"``/``"test"`` (fixed order, plain)."""
+    """Loaders for ``"train"`` (augmented: ``pad``-px random crop and flips; shuffled) and ``"val"``/``"test"``
+    (fixed order, plain)."""
     common = dict(mean=splits.mean, std=splits.std, device=device, channels_last=channels_last)
     eval_bs = eval_batch_size if eval_batch_size is not None else batch_size
     return {
-        "train": TensorLoader(splits.train_images, splits.train_labels, batch_size, train=True, seed=seed, **common),
+        "train": TensorLoader(splits.train_images, splits.train_labels, batch_size, train=True, seed=seed, pad=pad,
+                              **common),
         "val": TensorLoader(splits.val_images, splits.val_labels, eval_bs, train=False, **common),
         "test": TensorLoader(splits.test_images, splits.test_labels, eval_bs, train=False, **common),
     }

@@ -201,6 +201,8 @@ class Session:
             "train_limit": p.train_limit,
             "eval_limit": p.eval_limit,
             "val_fraction": p.val_fraction,
+            # Augmentation changes what is trained; named only when not the default, so older entries stay valid.
+            **({"crop_pad": p.crop_pad} if p.crop_pad != 4 else {}),
             "num_classes": self.splits.num_classes,
             "data": self.splits.fingerprint,  # what was loaded, not just its name: changed images rebuild
             "seed": self.args.seed,
@@ -296,9 +298,9 @@ def start_session(args: argparse.Namespace) -> Session:
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else home / "data"
     splits = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
                          train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed,
-                         skip_bad_images=args.skip_bad_images)
+                         skip_bad_images=args.skip_bad_images, image_size=profile.image_size)
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
-                           channels_last=device.type == "cuda")
+                           channels_last=device.type == "cuda", pad=profile.crop_pad)
     cache = ArtifactCache(args.cache_dir or home / "artifacts")
     # Echo what was actually used, not the `None` defaults, in the trial's final report.
     args.dataset, args.data_dir, args.device = profile.dataset, str(data_dir), str(device)

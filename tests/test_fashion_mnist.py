@@ -141,3 +141,12 @@ def test_session_builds_prunes_measures_and_exports_one_channel_models(fake_fash
     ort = OrtModule(export_fp32(pruned, tmp_path / "pruned.onnx", session.example_input))
     x = session.example_input.repeat(3, 1, 1, 1)
     torch.testing.assert_close(ort(x), pruned(x), atol=1e-4, rtol=1e-4)
+
+
+def test_profile_image_size_and_crop_reach_the_data_and_the_cache_key(system_dir, tmp_path):
+    flags = ["--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache")]
+    ci = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "ci", *flags]))
+    assert ci.profile.dataset == "fashion-mnist" and ci.splits.train_images.shape[1:] == (1, 16, 16)
+    assert ci.loaders["train"].pad == 0 and ci.dense_key("resnet18")["crop_pad"] == 0
+    smoke = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "smoke", *flags]))
+    assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke.dense_key("resnet18")  # default: old keys hold

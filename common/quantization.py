@@ -199,7 +199,7 @@ def _nni_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 def _training_func(cfg: TrainConfig, train_loader: Batches, device: torch.device, label: str,
                    val_loader: Batches | None, on_epoch_end: EpochCallback | None,
-                   history: dict[str, list[float]]) -> Callable[..., None]:
+                   history: dict[str, list[float]], teacher: nn.Module | None = None) -> Callable[..., None]:
     """common.train.fit in the shape NNI's TorchEvaluator calls: NNI owns the optimizer (it patches `step`
     to drive the quantizer) and the training step. Fake quantization runs in fp32, also on CUDA."""
 
@@ -208,7 +208,7 @@ def _training_func(cfg: TrainConfig, train_loader: Batches, device: torch.device
         epochs = max_epochs if max_epochs is not None else cfg.epochs
         history.update(fit(model, train_loader, replace(cfg, epochs=epochs), device=device, val_loader=val_loader,
                            on_epoch_end=on_epoch_end, optimizer=optimizers, training_step=training_step,
-                           max_steps=max_steps, mixed_precision=False, name=label))
+                           max_steps=max_steps, mixed_precision=False, name=label, teacher=teacher))
 
     return training_func
 
@@ -441,6 +441,7 @@ def quantize_model(
     calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
     on_epoch_end: EpochCallback | None = None,
     max_weight_bits: int = 8,
+    teacher: nn.Module | None = None,
 ) -> tuple[nn.Module, dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
     """Quantize a copy of `model` with NNI; `model` itself is left untouched.
 
@@ -456,7 +457,8 @@ def quantize_model(
     the grid one that saturating int8 kernels execute exactly (common/cpu.py).
 
     PTQ calibrates on `calibration_batches` training batches without training. QAT, LSQ and DoReFa
-    fine-tune for `finetune_cfg.epochs` epochs through `nni.compression.TorchEvaluator`. Raises
+    fine-tune for `finetune_cfg.epochs` epochs through `nni.compression.TorchEvaluator`, distilling from
+    `teacher` when `finetune_cfg.distill_weight` > 0 (common.train.fit mixes it into NNI's loss). Raises
     `QuantizationError` (or `NonFiniteLossError` from training) instead of returning NaN.
     """
     from nni.compression import TorchEvaluator
@@ -478,7 +480,7 @@ def quantize_model(
     if algorithm == "ptq":
         train_fn = _calibration_func(calib_batches, dev)
     else:
-        train_fn = _training_func(cfg, train_loader, dev, label, val_loader, on_epoch_end, history)
+        train_fn = _training_func(cfg, train_loader, dev, label, val_loader, on_epoch_end, history, teacher)
     # PTQ's post-processing calls evaluate(); calibration already happened in train_fn.
     evaluator = TorchEvaluator(train_fn, _nni_optimizer(sim, cfg), training_step, evaluating_func=lambda m: None)
 

@@ -155,7 +155,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
             start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
             finetune_cfg=session.finetune_config(), device=device, example_input=example,
             calibration_batches=calibration_batches, on_epoch_end=report_intermediate,
-            max_weight_bits=cpu.deployed_weight_bits(8, scheme))
+            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"])
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
         raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "

@@ -70,7 +70,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
                    help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
     p.add_argument("--distill-weight", type=float, default=0.0,
-                   help="fine-tuning after pruning learns from the dense model: loss = (1-w) CE + w T^2 KL; 0 = off")
+                   help="fine-tuning after pruning and QAT/LSQ/DoReFa learn from the dense model: "
+                        "loss = (1-w) CE + w T^2 KL; 0 = off")
     p.add_argument("--distill-temperature", type=float, default=4.0, help="softmax temperature T of distillation")
     add_budget_arguments(p)  # every experiment can say what `default` means under a budget (common/objective.py)
     return p

@@ -108,3 +108,23 @@ def test_distillation_is_in_the_pruned_cache_key_and_the_echo(tmp_path, capsys):
     assert [line.rsplit(": ", 1)[1] for line in out] == ["built and cached", "loaded from cache", "built and cached"]
     echoed = trial.report_final(0.5, {}, distilled.args)
     assert (echoed["distill_weight"], echoed["distill_temperature"]) == (0.5, 2.0)
+
+
+def test_quantization_aware_training_distils_from_the_teacher():
+    """QAT/LSQ/DoReFa train through fit with NNI's training_step: a teacher and a weight change their loss."""
+    from common.models import build_model
+    from common.quantization import quantize_model
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 8, 8)
+    batches = [(x[i : i + 16], torch.randint(0, 4, (16,))) for i in range(0, 64, 16)]
+    model, teacher = build_model(TINY, 4, in_channels=1).eval(), build_model(TINY, 4, in_channels=1).eval()
+
+    def loss(weight: float) -> float:
+        cfg = TrainConfig(epochs=1, lr=0.01, distill_weight=weight, distill_temperature=2.0)
+        _, _, info = quantize_model(model, "qat", 8, train_loader=batches, finetune_cfg=cfg,
+                                    example_input=x[:1], calibration_batches=1, teacher=teacher)
+        return info["history"]["train_loss"][0]
+
+    plain, distilled = loss(0.0), loss(1.0)
+    assert math.isfinite(distilled) and distilled != pytest.approx(plain, rel=1e-3)

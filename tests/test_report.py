@@ -223,3 +223,18 @@ def test_header_names_each_cpu_and_warns_when_trials_ran_on_several(tmp_path):
     write_report([vnni], tmp_path)
     assert json.loads((tmp_path / "report.json").read_text())["machines"] == [
         {"cpu_model": "Intel Xeon 8480+", "cpu_isa": "avx2+avx512f+avx512_vnni", "int8_schemes": ["full"], "trials": 1}]
+
+
+def test_readme_real_data_results_are_the_recorded_cpu_report():
+    """The README's real-data tables are copied from results/cpu/report.md, never typed by hand."""
+    root = FIXTURES.parents[1]
+    report = (root / "results" / "cpu" / "report.md").read_text().splitlines()
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Real-data results"):readme.index("## Results (smoke runs")]
+    measured = [line for line in section.splitlines()
+                if line.startswith(("| dense", "| best", "| pruned", "| quantized", "| deployed"))]
+    assert len(measured) >= 8
+    assert all(line in report for line in measured), [line for line in measured if line not in report]
+    recorded = json.loads((root / "results" / "cpu" / "report.json").read_text())
+    assert {t["result"]["dataset"] for t in recorded["trials"]} == {"fashion-mnist"}
+    assert recorded["machines"][0]["cpu_isa"] in section

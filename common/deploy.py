@@ -140,13 +140,16 @@ class OrtModule(nn.Module):
     `threads` fixes ORT's intra-op thread count; give it the count measure_latency pins torch to.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = 1) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = 1, fused: bool = True) -> None:
         super().__init__()
         import onnxruntime as ort
 
         self.path = str(path)
         self.threads = threads
-        self.session = ort.InferenceSession(self.path, _session_options(threads), providers=["CPUExecutionProvider"])
+        options = _session_options(threads)
+        if not fused:  # run the graph as written: no fusion of Q/DQ pairs into integer kernels
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -529,13 +532,4 @@ def qdq_reference(path: str | os.PathLike, threads: int | None = 1) -> OrtModule
     """The QDQ model executed as its ONNX definition says, without ORT's fusions into integer kernels:
     DequantizeLinear → float Conv → QuantizeLinear. What the integer grid means, computed in float; a
     runtime whose integer kernels saturate disagrees with it."""
-    import onnxruntime as ort
-
-    module = OrtModule.__new__(OrtModule)
-    nn.Module.__init__(module)
-    module.path, module.threads = str(path), threads
-    so = _session_options(threads)
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    module.session = ort.InferenceSession(module.path, so, providers=["CPUExecutionProvider"])
-    module.input_name = module.session.get_inputs()[0].name
-    return module
+    return OrtModule(path, threads, fused=False)

@@ -30,6 +30,8 @@ SATURATION_SAFE_WEIGHT_BITS = 7
 _X86_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 _X86_EXACT_INT8 = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 _ARM_ISA = ("asimd", "asimddp", "i8mm", "sve")
+# Flags of bf16 arithmetic in hardware (oneDNN uses them for bf16 convolutions; elsewhere bf16 is emulated).
+_NATIVE_BF16 = frozenset({"amx_bf16", "avx512_bf16", "bf16"})
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class CpuInfo:
     model: str
     machine: str  # platform.machine(): x86_64, aarch64, ...
     features: tuple[str, ...]  # the int8-relevant ones present, in a fixed order
+    native_bf16: bool = False  # bf16 matrix instructions (AMX-BF16, AVX512-BF16, ARM BF16)
 
     @property
     def isa(self) -> str:
@@ -67,7 +70,7 @@ def parse_cpuinfo(text: str, machine: str) -> CpuInfo:
             flags = set(value.split())
     known = _X86_ISA if machine in ("x86_64", "AMD64", "i686", "i386") else _ARM_ISA
     return CpuInfo(model=model or platform.processor() or machine, machine=machine,
-                   features=tuple(f for f in known if f in flags))
+                   features=tuple(f for f in known if f in flags), native_bf16=bool(_NATIVE_BF16 & flags))
 
 
 @functools.cache

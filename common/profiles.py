@@ -23,7 +23,7 @@ class Profile:
     name: str
     dataset: str
     train: TrainConfig  # the dense baseline
-    finetune: TrainConfig  # recovery after pruning / quantization-aware training
+    finetune: TrainConfig  # recovery after pruning (and quantization-aware training unless `qat` is set)
     batch_size: int
     train_limit: int | None = None  # cap on training images (None: all)
     eval_limit: int | None = None  # cap on validation and test images
@@ -34,6 +34,7 @@ class Profile:
     crop_pad: int = 4  # random-crop translation of training images, px (0: none; flips stay)
     # Deployed vs simulated top-1 (validation) below this fails a quantization trial (common/stages.py).
     min_agreement: float = MIN_AGREEMENT
+    qat: TrainConfig | None = None  # quantization-aware training (QAT, LSQ, DoReFa); None: `finetune`
 
 
 # ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, fp32,
@@ -43,7 +44,7 @@ class Profile:
 # the idle rate, so it keeps to its times with one other CPU-heavy process; on a machine as busy as "shared" it
 # takes about twice as long.
 CPU_THROUGHPUT = {
-    "idle": {"train": 55.0, "eval": 170.0, "qat": 36.0},
+    "idle": {"train": 55.0, "eval": 170.0, "qat": 36.0, "train_bf16": 140.0},
     "shared": {"train": 15.0, "eval": 60.0, "qat": 10.0},
     "planning": {"train": 27.5, "eval": 85.0, "qat": 17.0},
 }
@@ -68,20 +69,22 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu",
         dataset="fashion-mnist",
-        # One pass over 312 x 128 = 39,936 of the 54,000 training images (one-cycle, lr linearly scaled from
-        # `full`'s 0.2 at batch 256); at CPU_THROUGHPUT's planning rate ~24 min, about 12 on an idle machine.
-        train=TrainConfig(epochs=1, lr=0.1, steps_per_epoch=312, print_freq=25),
-        # 2 x 16 steps (4,096 images, fresh ones each epoch): QAT of the dense ResNet-18, the slowest trial,
-        # ~4 min of training plus ~4 of evaluation, deployment and latency at the planning rate; 2 epochs
-        # give NNI two intermediate results.
-        finetune=TrainConfig(epochs=2, lr=0.02, schedule="cosine", warmup_fraction=0.0, steps_per_epoch=16,
-                             print_freq=8),
+        # 3 passes over the 54,000 training images (162,000, one-cycle to lr 0.2, flips, no crop: translation
+        # only slows a short run's learning). In bf16 on an AMX CPU ~20 min idle (CPU_THROUGHPUT); a CPU without
+        # native bf16 trains in fp32 at less than half that rate (~50 min), once per cache.
+        train=TrainConfig(epochs=3, lr=0.2, print_freq=50, cpu_bf16=True),
+        # Recovery after pruning: one pass (2 x 211 steps, fresh images each epoch, so NNI gets 2 intermediate
+        # results); a 50 %-pruned ResNet-18 trains ~2.5x faster than the dense one, ~3 min idle in bf16.
+        finetune=TrainConfig(epochs=2, lr=0.04, schedule="cosine", warmup_fraction=0.0, steps_per_epoch=211,
+                             print_freq=50, cpu_bf16=True),
+        # Quantization-aware training runs fp32 (fake quantization needs it) at the qat rate: 2 x 32 steps.
+        qat=TrainConfig(epochs=2, lr=0.02, schedule="cosine", warmup_fraction=0.0, steps_per_epoch=32,
+                        print_freq=8),
         batch_size=128,
-        eval_limit=2000,  # 2,000 val + 2,000 test (stratified): +-0.7 % at 90 %, ~25 s per fp32 ResNet-18
+        crop_pad=0,
+        eval_limit=5000,  # 5,000 val + 5,000 test (stratified): +-0.4 % at 90 %, ~30 s per fp32 ResNet-18
         latency_repeats=10,
         latency_warmup=2,
-        # The default pad-4 crop: the recorded results/cpu dense models were trained with it (crop_pad is in the
-        # cache key). Without it early learning is faster on 16x16 (see `ci`); untested on the cpu recipe.
     ),
     "ci": Profile(
         name="ci",

@@ -153,7 +153,7 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     try:
         sim, calibration, qinfo = quantize_model(
             start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
-            finetune_cfg=session.finetune_config(), device=device, example_input=example,
+            finetune_cfg=session.finetune_config(qat=True), device=device, example_input=example,
             calibration_batches=calibration_batches, on_epoch_end=report_intermediate,
             max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"])
     except (TypeError, AttributeError, IndexError, KeyError) as err:

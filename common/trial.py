@@ -31,7 +31,7 @@ from common.objective import add_budget_arguments, budget_metrics, budgets_from_
 from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import prune_model
 from common.pruning import validate as validate_pruning
-from common.train import TrainConfig, evaluate, fit, seed_everything
+from common.train import TrainConfig, evaluate, fit, seed_everything, training_precision
 
 LATENCY_BATCHES = (1, 64)
 
@@ -209,6 +209,7 @@ class Session:
             "seed": self.args.seed,
             "batch_size": p.batch_size,
             "train": asdict(p.train),
+            "precision": training_precision(p.train, self.device),  # bf16 only where this CPU has it natively
         }
 
     def dense_model(self, arch: str | dict = "resnet18", report_epochs: bool = False) -> tuple[nn.Module, dict]:
@@ -229,8 +230,9 @@ class Session:
         print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
         return model.to(self.device).eval(), info
 
-    def finetune_config(self) -> TrainConfig:
-        cfg = self.profile.finetune
+    def finetune_config(self, qat: bool = False) -> TrainConfig:
+        """The recovery recipe after pruning, or (`qat`) the quantization-aware training recipe."""
+        cfg = (self.profile.qat or self.profile.finetune) if qat else self.profile.finetune
         weight = float(getattr(self.args, "distill_weight", 0.0) or 0.0)
         if weight:  # T only with a weight: runs without distillation share one cache entry whatever T says
             cfg = replace(cfg, distill_weight=weight, distill_temperature=float(self.args.distill_temperature))
@@ -251,7 +253,8 @@ class Session:
         (quantization from a 50%-pruned model, the combined pipeline) do not repeat it. `pruner` and `sparsity`
         as parse_params checked them (common.pruning.validate)."""
         key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
-               "finetune": asdict(self.finetune_config())}
+               "finetune": asdict(self.finetune_config()),
+               "finetune_precision": training_precision(self.finetune_config(), self.device)}
 
         def build() -> tuple[dict, dict]:
             dense, _ = self.dense_model(arch)  # only when the pruned entry is missing: the key does not need it

@@ -14,13 +14,11 @@ with `weights_only=True`) and `meta.json` (the key, metrics, and the sha256 of `
 - A trial waiting for another trial's build says, every `wait_log_s`, what it waits for, who holds the
   lock (pid, host and user from `<lock>.owner`) and for how long.
 
-    python3 -m common.cache list  [--cache-dir DIR]             # entries, quarantined entries, locks
-    python3 -m common.cache prune [--cache-dir DIR] [--dry-run] # delete `*.corrupt-*` and locks nobody holds
+`scan` and `prune` list and tidy a cache; `python3 -m common.cli.cache list|prune` runs them.
 """
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import hashlib
 import json
@@ -28,11 +26,10 @@ import os
 import pickle
 import shutil
 import socket
-import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +232,7 @@ class ArtifactCache:
                 raise CacheError(
                     f"waited {self.lock_timeout_s:.0f}s for {lock_path}; another trial holds it "
                     f"({describe_owner(lock_owner(lock_path))}). If no trial is running, "
-                    "`python3 -m common.cache prune` removes locks nobody holds."
+                    "`python3 -m common.cli.cache prune` removes locks nobody holds."
                 )
             try:
                 lock.acquire(timeout=min(self.wait_log_s, self.lock_timeout_s - waited))
@@ -246,7 +243,7 @@ class ArtifactCache:
                          f"{describe_owner(lock_owner(lock_path))}")
 
 
-# ------------------------------------------------------------------------------------------------ CLI
+# ---------------------------------------------------------------------------------------- maintenance
 
 
 def _lock_is_free(lock_path: Path) -> bool:
@@ -315,30 +312,3 @@ def prune(root: Path, dry_run: bool = False, log: Callable[[str], None] = _log) 
             lock.release()
     return removed
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m common.cache", description="Inspect and tidy the artifact cache.")
-    parser.add_argument("command", choices=["list", "prune"])
-    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $NNI_SUITE_HOME/artifacts")
-    parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
-    args = parser.parse_args(argv)
-    root = (args.cache_dir or default_home() / "artifacts").expanduser()
-    if args.command == "prune":
-        removed = prune(root, args.dry_run)
-        print(f"{'would remove' if args.dry_run else 'removed'} {len(removed)} item(s) under {root}")
-        return 0
-    found = scan(root)
-    print(f"artifact cache {root}")
-    for kind in ("entries", "uncommitted", "quarantined"):
-        total = sum(item["bytes"] for item in found[kind])
-        print(f"{kind}: {len(found[kind])} ({total / 1e6:.1f} MB)")
-        for item in found[kind]:
-            print(f"  {item['path'].name}  {item['bytes'] / 1e6:.1f} MB")
-    print(f"locks: {len(found['locks'])}")
-    for item in found["locks"]:
-        print(f"  {item['path'].name}  {'free (stale)' if item['free'] else describe_owner(item['owner'])}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

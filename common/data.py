@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import socket
-import time
 import urllib.error
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +36,6 @@ __all__ = [
     "TensorLoader",
     "batch_crop",
     "batch_flip_lr",
-    "benchmark_pipeline",
     "load_splits",
     "make_loaders",
 ]
@@ -177,14 +175,14 @@ def load_splits(
     n_val = round(n * val_fraction)
     if val_fraction > 0:
         n_val = min(max(n_val, 1), n - 1)  # a requested val split is never empty, train never empty
-    val_idx = _stratified_subset(train_labels, n_val, _generator(seed, "val-split"))
+    val_idx = _stratified_subset(train_labels, n_val, _seeded([seed, *b"val-split"]))
     is_val = torch.zeros(n, dtype=torch.bool)
     is_val[val_idx] = True
     train_idx = (~is_val).nonzero().squeeze(1)
 
-    train_idx = _cap(train_idx, train_labels, train_limit, _generator(seed, "train-limit"))
-    val_idx = _cap(val_idx, train_labels, eval_limit, _generator(seed, "val-limit"))
-    test_idx = _cap(torch.arange(len(test_labels)), test_labels, eval_limit, _generator(seed, "test-limit"))
+    train_idx = _cap(train_idx, train_labels, train_limit, _seeded([seed, *b"train-limit"]))
+    val_idx = _cap(val_idx, train_labels, eval_limit, _seeded([seed, *b"val-limit"]))
+    test_idx = _cap(torch.arange(len(test_labels)), test_labels, eval_limit, _seeded([seed, *b"test-limit"]))
 
     train_x, train_y = train_images[train_idx], train_labels[train_idx]
     if dataset == "cifar10":
@@ -207,11 +205,12 @@ def load_splits(
     )
 
 
-def _generator(seed: int, purpose: str) -> torch.Generator:
-    """An independent CPU generator per (seed, purpose), so e.g. the val split ignores the limits."""
-    entropy = [seed, *purpose.encode()]
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]))
-
+def _seeded(source: np.random.SeedSequence | Sequence[int], generator: torch.Generator | None = None
+            ) -> torch.Generator:
+    """`generator` (default: a new CPU one) seeded from a SeedSequence or its entropy, e.g. [seed, *b"val-split"]:
+    different entropy, independent streams (so the val split ignores the limits; every training epoch is fresh)."""
+    ss = source if isinstance(source, np.random.SeedSequence) else np.random.SeedSequence(list(source))
+    return (generator or torch.Generator()).manual_seed(int(ss.generate_state(1, np.uint64)[0]))
 
 def _allocate(counts: torch.Tensor, k: int) -> torch.Tensor:
     """Split ``k`` over classes proportionally to ``counts`` (largest remainder; ties to lower class id)."""
@@ -462,11 +461,11 @@ def _synthetic_splits(
     # Independent streams: templates are shared by all splits, while test samples come from a stream
     # that never overlaps the train/val pool.
     template_ss, pool_ss, test_ss = np.random.SeedSequence(seed).spawn(3)
-    templates = _synthetic_templates(_ss_generator(template_ss), image_size)
-    pool_x, pool_y = _synthetic_samples(templates, n_train + n_val, _ss_generator(pool_ss), image_size)
-    test_x, test_y = _synthetic_samples(templates, n_test, _ss_generator(test_ss), image_size)
+    templates = _synthetic_templates(_seeded(template_ss), image_size)
+    pool_x, pool_y = _synthetic_samples(templates, n_train + n_val, _seeded(pool_ss), image_size)
+    test_x, test_y = _synthetic_samples(templates, n_test, _seeded(test_ss), image_size)
 
-    val_idx = _stratified_subset(pool_y, n_val, _generator(seed, "val-split"))
+    val_idx = _stratified_subset(pool_y, n_val, _seeded([seed, *b"val-split"]))
     is_val = torch.zeros(len(pool_y), dtype=torch.bool)
     is_val[val_idx] = True
     train_x, train_y = pool_x[~is_val], pool_y[~is_val]
@@ -483,10 +482,6 @@ def _synthetic_splits(
         std=std,
         classes=tuple(f"class{i}" for i in range(SYNTHETIC_CLASSES)),
     )
-
-
-def _ss_generator(ss: np.random.SeedSequence) -> torch.Generator:
-    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0]))
 
 
 def _smooth_noise(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -656,7 +651,7 @@ class TensorLoader:
             return
         generator = self._generator
         assert generator is not None
-        generator.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0]))
+        _seeded([self.seed, self.epoch], generator)
         self.epoch += 1  # advanced up front, so an abandoned epoch still moves on to fresh randomness
         order = torch.randperm(self.num_samples, generator=generator, device=self.device)
         size = min(self.batch_size, self.num_samples)
@@ -692,74 +687,3 @@ def make_loaders(
         "test": TensorLoader(splits.test_images, splits.test_labels, eval_bs, train=False, **common),
     }
 
-
-# --------------------------------------------------------------------------------------------------------
-# Benchmark
-
-
-class _PILDataset(torch.utils.data.Dataset):
-    """The stock per-image path: NHWC uint8 array -> PIL -> torchvision transforms (module level: picklable)."""
-
-    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, transform) -> None:
-        self.images, self.labels, self.transform = images_nhwc, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
-
-
-def _images_per_second(batches: Iterator, epochs: int) -> float:
-    seen = 0
-    start = time.perf_counter()
-    for _ in range(epochs):
-        for x, _y in batches:
-            seen += len(x)
-    return seen / (time.perf_counter() - start)
-
-
-def benchmark_pipeline(n_images: int = 2048, batch_size: int = 128, epochs: int = 2) -> dict[str, float]:
-    """Training-pipeline throughput (images/s) of ``TensorLoader`` vs a stock torchvision DataLoader.
-
-    Both read the same in-memory random uint8 32x32 data on CPU with the same batch size and equivalent
-    augmentation (pad-4 crop + flip + normalise). Timings include DataLoader worker start-up, as a trial
-    would see it. ``speedup`` is relative to the faster stock configuration; ``dataloader_workers2_ips``
-    is NaN if worker processes cannot start here.
-    """
-    from torchvision import transforms
-
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, 10, (n_images,), generator=gen)
-
-    loader = TensorLoader(images, labels, batch_size, train=True, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    results = {"tensor_loader_ips": _images_per_second(loader, epochs)}
-
-    transform = transforms.Compose(
-        [
-            transforms.RandomCrop(32, padding=4),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
-        ]
-    )
-    dataset = _PILDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), transform)
-    for key, workers in (("dataloader_ips", 0), ("dataloader_workers2_ips", 2)):
-        try:
-            stock = torch.utils.data.DataLoader(
-                dataset,
-                batch_size=batch_size,
-                shuffle=True,
-                drop_last=n_images > batch_size,  # same batches as TensorLoader
-                num_workers=workers,
-                persistent_workers=workers > 0,
-            )
-            results[key] = _images_per_second(stock, epochs)
-        except (OSError, RuntimeError):  # e.g. no /dev/shm or fork disallowed in a sandbox
-            results[key] = float("nan")
-    stock_best = max((v for k, v in results.items() if k != "tensor_loader_ips" and v == v), default=math.nan)
-    results["speedup"] = results["tensor_loader_ips"] / stock_best
-    return results

@@ -28,7 +28,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from common.nni_compat import quiet_loggers
 
 # Ops that compute in integers after ORT's CPU graph optimizations (QDQ node units fused by ORT).
 INTEGER_OPS = frozenset({
@@ -82,19 +84,6 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]
     return model, factors, folded_into
 
 
-@contextlib.contextmanager
-def _quiet_loggers(*names: str, level: int = logging.WARNING) -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in names]
-    previous = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(level)
-    try:
-        yield
-    finally:
-        for lg, lvl in zip(loggers, previous, strict=True):
-            lg.setLevel(lvl)
-
-
 def export_onnx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor) -> Path:
     """fp32 ONNX of `model` (dynamo exporter, opset 18+, dynamic batch) as one self-contained file."""
     import onnx
@@ -107,8 +96,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, example_input: torch.
     batch = torch.export.Dim("batch", min=1)
     # The exporter prints progress to stdout and its optimizer logs each pass at INFO (NNI trials log the
     # root logger at INFO): trial logs only need to hear about failures.
-    with contextlib.redirect_stdout(io.StringIO()), _quiet_loggers("onnxscript", "onnx_ir", "torch.onnx"), \
-            torch.no_grad():
+    exporter_loggers = dict.fromkeys(("onnxscript", "onnx_ir", "torch.onnx"), logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()), quiet_loggers(exporter_loggers), torch.no_grad():
         program = torch.onnx.export(model.cpu().eval(), (x,), dynamo=True, dynamic_shapes=({0: batch},),
                                     verbose=False)
     onnx.save_model(program.model_proto, path, save_as_external_data=False)

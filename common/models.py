@@ -194,18 +194,19 @@ def load_resized(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Mo
 
 
 def load_arch(value: str | os.PathLike) -> str | dict:
-    """`resnet18`, or the architecture JSON that `python -m common.nas export` wrote, checked to build."""
+    """`resnet18`, or the architecture JSON that `python3 -m common.cli.nas export` wrote, checked to build."""
     if str(value) == "resnet18":
         return "resnet18"
     path = Path(value)
     if not path.is_file():
         raise ValueError(f"--arch {value!r}: no such file; give 'resnet18' or the JSON written by "
-                         "`python -m common.nas export <experiment-id> --out best_arch.json`")
+                         "`python3 -m common.cli.nas export <experiment-id> --out best_arch.json`")
     try:
         arch = json.loads(path.read_text())
         if not isinstance(arch, dict):
             raise TypeError(f"expected a JSON object, got {type(arch).__name__}")
         to_spec(arch)
     except (json.JSONDecodeError, TypeError, ValueError, KeyError) as err:
-        raise ValueError(f"--arch {path}: not an architecture JSON from `python -m common.nas export` ({err})") from err
+        raise ValueError(f"--arch {path}: not an architecture JSON from `python3 -m common.cli.nas export` "
+                         f"({err})") from err
     return arch

@@ -7,16 +7,10 @@ throughout. ResNet-18 is the candidate {4, 2, 64, relu, 3}, so the search compet
 baseline inside the space rather than beside it.
 
 From this one definition come: validation of candidates, the `nn.Module`, the trial's flags, the
-NNI `search_space.json` files (rendered, never hand-edited), and the export of the best found
-architecture as a JSON that `common.models.build_model(dict)` consumes:
-
-    python -m common.nas render --write               # regenerate experiments/nas/search_space*.json
-    python -m common.nas export <experiment-id> --out best_arch.json [--port 8080]
-    python -m common.nas export --from-export nnictl-export.json --out best_arch.json
-
-The export reads a running or stopped experiment from its own database (through common/report.py),
-or its live manager (--port), or an `nnictl experiment export` file, and ranks trials by the
-experiment's objective using the parameters each trial echoed in its final result.
+NNI search spaces (rendered, never hand-edited), and the choice of the best found architecture,
+written as a JSON that `common.models.build_model(dict)` consumes. Trials are ranked by the
+experiment's objective using the parameters each trial echoed in its final result. The commands
+that write the search space files and read an experiment's results are `python3 -m common.cli.nas`.
 """
 
 from __future__ import annotations
@@ -25,9 +19,7 @@ import argparse
 import itertools
 import json
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,8 +30,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from common.trial import Session
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Depth 2-4, ReLU/Tanh and 3x3/5x5 kernels (the seed report's search) plus width and blocks per stage: without
 # them every 4-stage candidate would be ResNet-18-sized and a budget could not be met by anything
@@ -67,10 +57,8 @@ DEFAULT_CANDIDATE: dict[str, Any] = {"stages": 4, "blocks": 2, "width": 64, "act
 # validates against the full space either way.
 SMOKE_RESTRICTION: dict[str, tuple[Any, ...]] = {"blocks": (1,), "width": (16,)}
 
-SEARCH_SPACE_FILES = {
-    "full": ROOT / "experiments" / "nas" / "search_space.json",
-    "smoke": ROOT / "experiments" / "nas" / "search_space.smoke.json",
-}
+# The NNI search spaces the experiments use, by name: the restriction of SPACE each one searches.
+SEARCH_SPACES: dict[str, Mapping[str, tuple[Any, ...]]] = {"full": {}, "smoke": SMOKE_RESTRICTION}
 
 
 class CandidateError(ValueError):
@@ -153,9 +141,9 @@ def subspace(restriction: Mapping[str, Sequence[Any]] | None = None) -> dict[str
 
 def search_space_json(kind: str = "full") -> dict[str, Any]:
     """NNI HPO search space (`choice` per key) of the full space or the smoke sub-space."""
-    if kind not in SEARCH_SPACE_FILES:
-        raise ValueError(f"unknown search space {kind!r}; choose from {list(SEARCH_SPACE_FILES)}")
-    space = subspace(SMOKE_RESTRICTION if kind == "smoke" else None)
+    if kind not in SEARCH_SPACES:
+        raise ValueError(f"unknown search space {kind!r}; choose from {list(SEARCH_SPACES)}")
+    space = subspace(SEARCH_SPACES[kind])
     return {key: {"_type": "choice", "_value": list(values)} for key, values in space.items()}
 
 
@@ -229,61 +217,10 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _record(trial_id: str, result: Any, parameter: Any = None) -> dict[str, Any]:
-    # `parameter`: what NNI lists for the trial, kept only to point out NNI's mis-pairing.
+def result_record(trial_id: str, result: Any, parameter: Any = None) -> dict[str, Any]:
+    """One trial as `select_best` takes it: its final result (decoded if NNI sent it as JSON text) and
+    `parameter`, what NNI lists for the trial, kept only to point out NNI's mis-pairing."""
     return {"trial_id": trial_id, "result": _decode(result), "parameter": _decode(parameter)}
-
-
-def records_from_export(path: str | Path) -> list[dict[str, Any]]:
-    """Final results from `nnictl experiment export <id> --type json --filename FILE`."""
-    from common.report import ReportError, load_export
-
-    try:
-        trials = load_export(Path(path))
-        shown = {r["trialJobId"]: r.get("parameter") for r in json.loads(Path(path).read_text())}
-        return [{**r, "parameter": shown.get(r["trial_id"])} for r in _from_report(trials)]
-    except ReportError as err:
-        raise ExportError(str(err)) from None
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ExportError(f"{path} is not an `nnictl experiment export --type json` file ({err!r})") from err
-
-
-def records_from_db(experiment_id: str, registry: str | Path | None = None) -> list[dict[str, Any]]:
-    """Final results of a running or stopped experiment, read from its own database (common/report.py)."""
-    from common.report import ReportError, failure_listing, load_experiment
-
-    try:
-        trials = load_experiment(experiment_id, Path(registry) if registry else None)
-    except ReportError as err:
-        raise ExportError(f"{err}; or pass --port of its running manager") from None
-    records = _from_report(trials)
-    if trials and not records:  # say why: every trial's parameters and the last line of its trial.log
-        raise ExportError(f"no trial of {experiment_id} has a final result yet; its {len(trials)} trial(s):\n"
-                          f"{failure_listing(trials)}")
-    return records
-
-
-def _from_report(trials: Iterable[Any]) -> list[dict[str, Any]]:
-    # SUCCEEDED trials with a final result; NNI's own parameter listing is not kept (it can be wrong).
-    return [_record(t.trial_id, t.result) for t in trials if t.ok]
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=20) as r:
-        return json.loads(r.read())
-
-
-def records_from_rest(experiment_id: str, port: int, host: str = "127.0.0.1") -> list[dict[str, Any]]:
-    """Final results from a running NNI manager, after checking it serves `experiment_id`."""
-    base = f"http://{host}:{port}/api/v1/nni"
-    try:
-        served = _get_json(f"{base}/experiment")["id"]
-    except (urllib.error.URLError, OSError, KeyError, json.JSONDecodeError) as err:
-        raise ExportError(f"no NNI manager answers on port {port} ({err}); is experiment {experiment_id} running "
-                          f"there? Omit --port to read it from its database") from err
-    if served != experiment_id:
-        raise ExportError(f"port {port} serves experiment {served}, not {experiment_id}")
-    return [_record(r.get("trialJobId"), r["value"], r.get("parameter")) for r in _get_json(f"{base}/export-data")]
 
 
 def select_best(records: Sequence[Mapping[str, Any]], metric: str = "default",
@@ -351,60 +288,3 @@ def candidate_table(records: Sequence[Mapping[str, Any]], metric: str = "default
                      f"{m.get('latency_ms_b64', float('nan')):.1f} | {m.get('params', 0):,} |")
     return "\n".join(lines)
 
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m common.nas", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("render", help="print or (--write) regenerate the NNI search_space*.json files")
-    r.add_argument("--kind", choices=list(SEARCH_SPACE_FILES), default="full")
-    r.add_argument("--write", action="store_true", help="write every search space file under experiments/nas/")
-    e = sub.add_parser("export", help="write the best candidate of a finished search as build_model JSON")
-    e.add_argument("experiment_id", nargs="?", help="NNI experiment id (omit with --from-export)")
-    e.add_argument("--out", default="results/nas/best_arch.json",
-                   help="architecture JSON to write (details go to <stem>.trial.json); the default is the file "
-                        "experiments/pipeline/config.yml reads")
-    e.add_argument("--port", type=int, default=None, help="read from the running manager on this port")
-    e.add_argument("--registry", default=None, help="nnictl registry (default ~/nni-experiments/.experiment)")
-    e.add_argument("--from-export", default=None, help="`nnictl experiment export --type json` file instead of an id")
-    e.add_argument("--metric", default="default", help="final-result key to rank by (default: the objective)")
-    e.add_argument("--mode", choices=["maximize", "minimize"], default="maximize")
-    e.add_argument("--table", action="store_true", help="also print every trial as a markdown table, best first")
-    args = p.parse_args(argv)
-
-    if args.command == "render":
-        if args.write:
-            for kind, path in SEARCH_SPACE_FILES.items():
-                path.write_text(render_search_space(kind))
-                print(f"wrote {path}")
-        else:
-            sys.stdout.write(render_search_space(args.kind))
-        return 0
-
-    try:
-        if args.from_export:
-            if args.experiment_id:
-                p.error("give an experiment id or --from-export, not both")
-            records, source = records_from_export(args.from_export), str(args.from_export)
-        elif not args.experiment_id:
-            p.error("give an experiment id (or --from-export FILE)")
-        elif args.port is not None:
-            records, source = records_from_rest(args.experiment_id, args.port), f"{args.experiment_id}@:{args.port}"
-        else:
-            records, source = records_from_db(args.experiment_id, args.registry), args.experiment_id
-        details = export_best(records, args.out, args.metric, args.mode, source)
-    except ExportError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.table:
-        print(candidate_table(records, args.metric, args.mode))
-    print(f"best of {len(records)} trials: {details['trial_id']} {args.metric}={details['result'][args.metric]:.4f} "
-          f"{details['arch_key']} -> {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

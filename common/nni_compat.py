@@ -14,6 +14,7 @@ import functools
 import io
 import logging
 import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -37,11 +38,8 @@ def quiet() -> None:
 
 
 @contextmanager
-def quiet_nni(level: int = logging.WARNING):
-    """NNI logs one coloured INFO line per replaced module during speed-up; keep trial logs readable."""
-    # mask_conflict.py:426 warns "both dim0 and dim1 masks found" for every pruned residual network:
-    # a conv losing output filters *and* input channels is exactly what channel pruning does.
-    levels = {"nni": level, "nni.compression.speedup.mask_conflict": logging.ERROR}
+def quiet_loggers(levels: Mapping[str, int]) -> Iterator[None]:
+    """Set the named loggers to these levels for the duration (NNI trials log the root logger at INFO)."""
     old = {name: logging.getLogger(name).level for name in levels}
     for name, lvl in levels.items():
         logging.getLogger(name).setLevel(lvl)
@@ -50,6 +48,13 @@ def quiet_nni(level: int = logging.WARNING):
     finally:
         for name, lvl in old.items():
             logging.getLogger(name).setLevel(lvl)
+
+
+def quiet_nni(level: int = logging.WARNING) -> contextlib.AbstractContextManager[None]:
+    """NNI logs one coloured INFO line per replaced module during speed-up; keep trial logs readable."""
+    # mask_conflict.py:426 warns "both dim0 and dim1 masks found" for every pruned residual network:
+    # a conv losing output filters *and* input channels is exactly what channel pruning does.
+    return quiet_loggers({"nni": level, "nni.compression.speedup.mask_conflict": logging.ERROR})
 
 
 def _speedup_logger() -> logging.Logger:

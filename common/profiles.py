@@ -38,7 +38,7 @@ class Profile:
 
 
 # ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, fp32,
-# 2 threads (`python -m common.bench train`; "Intel(R) Xeon(R) Processor", AVX-512 + AMX, 2 cores). idle: the
+# 2 threads (`python3 -m common.cli.bench train`; "Intel(R) Xeon(R) Processor", AVX-512 + AMX, 2 cores). idle: the
 # machine to ourselves; shared: two other engineers' trials running; qat: NNI's QATQuantizer fine-tuning the
 # dense model (measured shared: 10 images/s, 0.65 of plain training per core-second). `cpu` is planned at half
 # the idle rate, so it keeps to its times with one other CPU-heavy process; on a machine as busy as "shared" it

@@ -1,17 +1,15 @@
-"""Turn one or more NNI experiments into the seed report's comparison table and trade-off plots.
+"""Build the seed report's comparison table and trade-off plots from NNI experiments' trials.
 
-    python -m common.report <experiment-id> [<id> ...] [--export export.json ...] --out results/report
-
-Trials are read from each experiment's own database (`<logDir>/<id>/db/nni.sqlite`, found through
-nnictl's registry `~/nni-experiments/.experiment`), so a finished *or* running experiment works
-without starting its manager; `--export` also takes `nnictl experiment export --type json` files.
+`load_experiment` reads trials from an experiment's own database (`<logDir>/<id>/db/nni.sqlite`, found
+through nnictl's registry `~/nni-experiments/.experiment`), so a finished *or* running experiment works
+without starting its manager; `load_export` reads `nnictl experiment export --type json` files;
+`write_report` writes report.md, report.json and the plots. The command is `python3 -m common.cli.report`.
 Parameters come from the copy each trial echoes in its final result, never from NNI's
 parameter listing, which is wrong under trialConcurrency >= 2 (NNI #5693, #5726).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -403,24 +401,3 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path) -> Path:
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
     return path
 
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
-    parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
-    parser.add_argument("--out", type=Path, default=Path("results/report"))
-    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
-    args = parser.parse_args(argv)
-    if not args.experiments and not args.export:
-        parser.error("give at least one experiment id or --export file")
-    try:
-        records = [r for e in args.experiments for r in load_experiment(e, args.registry)]
-        records += [r for f in args.export for r in load_export(f)]
-        path = write_report(records, args.out)
-    except ReportError as err:
-        raise SystemExit(f"report: {err}") from None
-    print(f"wrote {path} ({len(records)} trials)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,14 @@
-"""The benchmark scripts keep working (their numbers are checked by people, not by timed tests)."""
+"""The benchmark commands keep working (their numbers are checked by people, not by timed tests)."""
 
-from common.bench import bench_pruning, print_pruning
+import math
+
+import pytest
+
+from common.cli.bench import bench_pruning, print_pruning
 
 
 def test_bench_pruning_reports_ratios(capsys, monkeypatch):
-    monkeypatch.setattr("common.bench._thread_settings", lambda: [1])
+    monkeypatch.setattr("common.cli.bench._thread_settings", lambda: [1])
     r = bench_pruning(repeats=1)
     assert 0 < r["params_ratio"] <= 0.30 and 0 < r["flops_ratio"] <= 0.30
     assert set(r["latency"][1]) == {1, 64}
@@ -14,9 +18,69 @@ def test_bench_pruning_reports_ratios(capsys, monkeypatch):
 
 
 def test_bench_train_measures_every_input_shape(capsys):
-    from common.bench import TRAIN_INPUTS, bench_train, print_train
+    from common.cli.bench import TRAIN_INPUTS, bench_train, print_train
 
     r = bench_train(steps=1, batch_size=2)
     assert set(r) == set(TRAIN_INPUTS) and all(v["train_ips"] > 0 and v["cores_used"] > 0 for v in r.values())
     print_train(r)
     assert "1x28x28 native" in capsys.readouterr().out
+
+
+def test_bench_data_speedup_is_against_the_faster_stock_loader(capsys):
+    from common.cli.bench import bench_data, print_data
+
+    result = bench_data(n_images=64, batch_size=32, epochs=1)
+    assert set(result) == {"tensor_loader_ips", "dataloader_ips", "dataloader_workers2_ips", "speedup"}
+    stock = [v for k, v in result.items() if k.startswith("dataloader") and math.isfinite(v)]
+    assert stock, result  # the single-process DataLoader always runs
+    assert result["speedup"] == pytest.approx(result["tensor_loader_ips"] / max(stock))
+    print_data(result)
+    assert "speed-up vs the faster DataLoader" in capsys.readouterr().out
+
+
+def _quant_results(runtimes):
+    """benchmark_quant's result shape, with distinct made-up numbers (the real run takes minutes)."""
+    from common.cli.bench_quant import BATCHES
+
+    models = ["dense_torch_fp32", "dense_ort_fp32", "pruned_torch_fp32",
+              *(f"{m}_int8_{r}" for m in ("dense", "pruned") for r in runtimes)]
+    results = []
+    for threads, setting in ((1, 1), (2, "all")):
+        lat = {m: {b: 1.0 + i + b / 100 for b in BATCHES} for i, m in enumerate(models)}
+        lat["dense_int8"], lat["pruned_int8"] = lat["dense_int8_ort"], lat["pruned_int8_ort"]
+        ratios = {f"{name}_b{b}": 2.0 for b in BATCHES for name in (
+            "dense_int8_vs_ort_fp32", "dense_int8_vs_dense_torch", "pruned_int8_vs_dense_torch",
+            *(f"dense_int8_{r}_vs_ort_fp32" for r in runtimes))}
+        results.append({"threads": threads, "threads_setting": setting, "cpu_model": "cpu", "cpu_isa": "avx2",
+                        "int8_scheme": "full", "weight_bits": 8, "runtimes": runtimes, "latency_ms": lat,
+                        "ratios": ratios, "scales": {"nni_quantizer": "QATQuantizer"},
+                        "sizes": {"dense_fp32_bytes": 1000, "dense_int8_bytes": 300, "pruned_int8_bytes": 90,
+                                  "dense_int8_file_ratio": 0.3, "pruned_int8_file_ratio": 0.09},
+                        "targets": {"pruned_int8_file_ratio": {"value": 0.09, "target": 0.1, "met": True}}})
+    return results
+
+
+@pytest.mark.parametrize("runtimes", [["ort"], ["ort", "openvino"]])
+def test_print_quant_tables_have_a_full_row_per_thread_setting_and_batch(capsys, runtimes):
+    from common.cli.bench_quant import print_quant
+
+    print_quant(_quant_results(runtimes))
+    out = capsys.readouterr().out
+    tables, previous = [], ""
+    for line in out.splitlines():  # a table: consecutive lines that start with "|"
+        if line.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line)
+        previous = line
+    assert len(tables) == len(runtimes)  # the OpenVINO table only where OpenVINO ran
+    for header, rule, *rows in tables:
+        width = header.count("|")
+        assert rule.count("|") == width and len(rows) == 4  # 2 thread settings x batch 1, 64
+        assert all(row.count("|") == width for row in rows)
+    assert tables[0][2].startswith("| 1 (1) | 1 | 1.01 | 2.01 |")  # dense torch, then dense ORT fp32
+    assert "| all (2) | 64 |" in tables[-1][-1]
+    if "openvino" in runtimes:  # OpenVINO vs ORT int8: ORT's latency over OpenVINO's
+        lat = _quant_results(runtimes)[0]["latency_ms"]
+        assert f"| {lat['dense_int8_ort'][1] / lat['dense_int8_openvino'][1]:.2f}x |" in tables[1][2]
+    assert "pruned_int8_file_ratio = 0.090 (target <= 0.1): met" in out

@@ -14,6 +14,7 @@ import torch
 
 from common import cache as cache_module
 from common.cache import ArtifactCache, CacheError, CacheReadError, key_digest
+from common.cli.cache import main as cache_command
 
 KEY = {"stage": "dense", "seed": 0}
 
@@ -205,13 +206,13 @@ def test_cache_command_lists_and_prunes_quarantine_and_stale_locks(tmp_path, cap
     with pytest.warns(UserWarning, match="corrupt"):
         cache.get_or_build("dense", KEY, lambda: (tiny_state(), {}))  # quarantines the damaged one, rebuilds
     held = tmp_path / "other.lock"
-    assert cache_module.main(["list", "--cache-dir", str(tmp_path)]) == 0
+    assert cache_command(["list", "--cache-dir", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     assert "entries: 1" in listing and "quarantined: 1" in listing and "free (stale)" in listing
     with FileLock(str(held)):
-        assert cache_module.main(["prune", "--cache-dir", str(tmp_path), "--dry-run"]) == 0
+        assert cache_command(["prune", "--cache-dir", str(tmp_path), "--dry-run"]) == 0
         assert len([p for p in tmp_path.iterdir() if ".corrupt-" in p.name]) == 1  # dry run: nothing gone
-        assert cache_module.main(["prune", "--cache-dir", str(tmp_path)]) == 0
+        assert cache_command(["prune", "--cache-dir", str(tmp_path)]) == 0
         assert "removed 2 item(s)" in capsys.readouterr().out  # the quarantined entry and the free lock
         assert held.exists(), "a lock somebody holds is kept"
     names = sorted(p.name for p in tmp_path.iterdir())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 import tarfile
 
@@ -19,7 +18,6 @@ from common.data import (
     TensorLoader,
     batch_crop,
     batch_flip_lr,
-    benchmark_pipeline,
     load_splits,
     make_loaders,
 )
@@ -430,11 +428,3 @@ def test_image_splits_rejects_malformed_tensors():
     )  # fmt: skip
     with pytest.raises(ValueError, match="test_images"):
         ImageSplits(**kwargs)
-
-
-def test_benchmark_pipeline_speedup_is_against_the_faster_stock_loader():
-    result = benchmark_pipeline(n_images=64, batch_size=32, epochs=1)
-    assert set(result) == {"tensor_loader_ips", "dataloader_ips", "dataloader_workers2_ips", "speedup"}
-    stock = [v for k, v in result.items() if k.startswith("dataloader") and math.isfinite(v)]
-    assert stock, result  # the single-process DataLoader always runs
-    assert result["speedup"] == pytest.approx(result["tensor_loader_ips"] / max(stock))

@@ -6,7 +6,8 @@ import time
 import pytest
 import yaml
 
-from common.nas import SMOKE_RESTRICTION, arch_dict, candidate_from_args, main, subspace, validate_candidate
+from common.cli.nas import main
+from common.nas import SMOKE_RESTRICTION, arch_dict, candidate_from_args, subspace, validate_candidate
 from common.objective import objective
 from tests.nnictl_utils import ROOT, Experiment, nnictl
 

@@ -10,7 +10,8 @@ import sys
 import pytest
 import yaml
 
-from common.report import load_experiment, main, pipeline_steps
+from common.cli.report import main
+from common.report import load_experiment, pipeline_steps
 from tests.nnictl_utils import ROOT, Experiment
 
 CONFIG = ROOT / "experiments" / "pipeline" / "config.smoke.yml"
@@ -84,7 +85,7 @@ def test_pipeline_smoke_with_budget_through_nnictl(tmp_path):
 
 @pytest.mark.e2e
 def test_pipeline_on_a_nas_export(tmp_path):
-    """NAS → prune → QAT int8: the architecture comes from the JSON `python -m common.nas export` writes."""
+    """NAS → prune → QAT int8: the architecture comes from the JSON `python3 -m common.cli.nas export` writes."""
     arch = tmp_path / "best_arch.json"
     arch.write_text(json.dumps({"blocks": [1, 1, 1], "widths": [16, 32, 64], "activation": "tanh", "kernel_size": 5}))
     env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path.parent / "smoke-suite-home")}  # the shared smoke cache

@@ -13,6 +13,7 @@ from nni.tools.package_utils.tuner_factory import create_validator_instance
 from torch import nn
 
 from common import nas, trial
+from common.cli import nas as nas_cli
 from common.models import arch_key, build_model
 from common.nas import (
     DEFAULT_CANDIDATE,
@@ -34,10 +35,10 @@ from tests.nnictl_utils import ROOT
 # ------------------------------------------------------------------------------------------------ space
 
 
-@pytest.mark.parametrize("kind", ["full", "smoke"])
+@pytest.mark.parametrize("kind", list(nas.SEARCH_SPACES))
 def test_committed_search_space_is_the_rendered_one(kind):
-    path = nas.SEARCH_SPACE_FILES[kind]
-    assert path.read_text() == render_search_space(kind), f"regenerate: python -m common.nas render --write ({path})"
+    path = nas_cli.SEARCH_SPACE_FILES[kind]  # a KeyError here: a search space that `render --write` would not write
+    assert path.read_text() == render_search_space(kind), "regenerate: python3 -m common.cli.nas render --write"
 
 
 def test_space_covers_the_seed_dimensions_and_contains_resnet18():
@@ -144,7 +145,7 @@ def test_bad_tuner_candidate_fails_loudly(tuner, params, match):
 def test_search_space_keys_are_trial_flags():
     dests = {a.dest for a in nas_parser()._actions}
     for kind in ("full", "smoke"):
-        assert set(json.loads(nas.SEARCH_SPACE_FILES[kind].read_text())) <= dests
+        assert set(json.loads(nas_cli.SEARCH_SPACE_FILES[kind].read_text())) <= dests
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -173,7 +174,7 @@ def test_export_picks_the_echoed_candidate_of_the_best_trial(tmp_path, capsys):
     path = tmp_path / "export.json"
     path.write_text(json.dumps(nnictl_export_rows()))
     out = tmp_path / "best_arch.json"
-    assert nas.main(["export", "--from-export", str(path), "--out", str(out)]) == 0
+    assert nas_cli.main(["export", "--from-export", str(path), "--out", str(out)]) == 0
     arch = json.loads(out.read_text())
     assert arch == arch_dict(BEST)
     assert build_model(arch, 10)(torch.randn(1, 3, 32, 32)).shape == (1, 10)  # consumable by build_model
@@ -184,20 +185,20 @@ def test_export_picks_the_echoed_candidate_of_the_best_trial(tmp_path, capsys):
 
 
 def test_export_by_other_metric_and_mode():
-    records = [nas._record(r["trialJobId"], r["value"], r["parameter"]) for r in nnictl_export_rows()]
+    records = [nas.result_record(r["trialJobId"], r["value"], r["parameter"]) for r in nnictl_export_rows()]
     assert select_best(records, "default", "minimize")[1] == SMALL
     # Ties: the smaller network wins, then the lower trial id, whatever order the source lists them in.
-    records.append(nas._record("ddddd", json.dumps(result(SMALL, 0.80, params=999)), SMALL))
+    records.append(nas.result_record("ddddd", json.dumps(result(SMALL, 0.80, params=999)), SMALL))
     assert select_best(records)[0]["trial_id"] == "ddddd"
-    records.append(nas._record("AAAAA", json.dumps(result(SMALL, 0.80, params=999)), SMALL))
+    records.append(nas.result_record("AAAAA", json.dumps(result(SMALL, 0.80, params=999)), SMALL))
     assert select_best(records)[0]["trial_id"] == select_best(records[::-1])[0]["trial_id"] == "AAAAA"
 
 
 def test_export_refuses_results_without_an_echoed_candidate():
     with pytest.raises(ExportError, match="does not echo a valid candidate"):
-        select_best([nas._record("x", {"default": 0.9, "stages": 3})])
+        select_best([nas.result_record("x", {"default": 0.9, "stages": 3})])
     with pytest.raises(ExportError, match="reported no 'default'"):
-        select_best([nas._record("x", {"val_acc": 0.9, **BEST})])
+        select_best([nas.result_record("x", {"val_acc": 0.9, **BEST})])
     with pytest.raises(ExportError, match="no final results"):
         select_best([])
 
@@ -233,10 +234,10 @@ def fake_registry(tmp_path, exp_id="abcd1234"):
 
 def test_export_by_experiment_id_reads_nnis_database(tmp_path):
     registry, exp_id = fake_registry(tmp_path)
-    records = nas.records_from_db(exp_id, registry)
+    records = nas_cli.records_from_db(exp_id, registry)
     assert sorted(r["trial_id"] for r in records) == ["aaaaa", "bbbbb", "ccccc"]  # not the FAILED one
     out = tmp_path / "best.json"
-    assert nas.main(["export", exp_id, "--registry", str(registry), "--out", str(out)]) == 0
+    assert nas_cli.main(["export", exp_id, "--registry", str(registry), "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == arch_dict(BEST)
     assert json.loads((tmp_path / "best.trial.json").read_text())["trial_id"] == "bbbbb"
 
@@ -244,23 +245,23 @@ def test_export_by_experiment_id_reads_nnis_database(tmp_path):
 def test_export_errors_are_clear(tmp_path, capsys):
     registry, _ = fake_registry(tmp_path)
     out = str(tmp_path / "x.json")
-    assert nas.main(["export", "nosuchid", "--registry", str(registry), "--out", out]) == 2
+    assert nas_cli.main(["export", "nosuchid", "--registry", str(registry), "--out", out]) == 2
     assert "unknown experiment id 'nosuchid'" in capsys.readouterr().err
-    assert nas.main(["export", "--from-export", str(tmp_path / "missing.json"), "--out", out]) == 2
+    assert nas_cli.main(["export", "--from-export", str(tmp_path / "missing.json"), "--out", out]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "bad.json").write_text(json.dumps({"not": "an export"}))
-    assert nas.main(["export", "--from-export", str(tmp_path / "bad.json"), "--out", out]) == 2
+    assert nas_cli.main(["export", "--from-export", str(tmp_path / "bad.json"), "--out", out]) == 2
     assert "not an `nnictl experiment export" in capsys.readouterr().err
     from tests.nnictl_utils import free_port
 
-    assert nas.main(["export", "abcd1234", "--port", str(free_port()), "--out", out]) == 2
+    assert nas_cli.main(["export", "abcd1234", "--port", str(free_port()), "--out", out]) == 2
     assert "no NNI manager answers on port" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        nas.main(["export", "--out", out])
+        nas_cli.main(["export", "--out", out])
 
 
 def test_candidate_table_lists_best_first():
-    records = [nas._record(r["trialJobId"], r["value"], r["parameter"]) for r in nnictl_export_rows()]
+    records = [nas.result_record(r["trialJobId"], r["value"], r["parameter"]) for r in nnictl_export_rows()]
     lines = nas.candidate_table(records).splitlines()
     assert len(lines) == 5 and "3 stages x 2, width 32, tanh, 5x5 | 0.800" in lines[2]
 
@@ -303,7 +304,7 @@ def test_ea_and_rl_share_trial_and_objective():
 
 
 def test_export_writes_where_the_pipeline_config_reads(tmp_path, monkeypatch):
-    """`python -m common.nas export <id>` without --out writes what experiments/pipeline/config.yml reads."""
+    """`python3 -m common.cli.nas export <id>` without --out writes what experiments/pipeline/config.yml reads."""
     import shlex
 
     from common.models import load_arch
@@ -313,7 +314,7 @@ def test_export_writes_where_the_pipeline_config_reads(tmp_path, monkeypatch):
     export = tmp_path / "export.json"
     export.write_text(json.dumps(nnictl_export_rows()))
     monkeypatch.chdir(tmp_path)  # the repository root, where NNI runs the trials
-    assert nas.main(["export", "--from-export", str(export)]) == 0
+    assert nas_cli.main(["export", "--from-export", str(export)]) == 0
     assert load_arch(command[command.index("--arch") + 1]) == arch_dict(BEST)
 
 
@@ -321,7 +322,7 @@ def test_export_of_an_all_failed_search_says_why(tmp_path, capsys):
     from tests.test_report import failed_registry
 
     registry = failed_registry(tmp_path)
-    assert nas.main(["export", "fail0001", "--registry", str(registry), "--out", str(tmp_path / "x.json")]) == 2
+    assert nas_cli.main(["export", "fail0001", "--registry", str(registry), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "no trial of fail0001 has a final result yet; its 2 trial(s)" in err
     assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in err

@@ -112,6 +112,28 @@ def test_run_main_quiets_nni_before_the_trial_runs():
     assert seen == [True]
 
 
+def test_quiet_loggers_restore_the_levels_they_found_even_on_error():
+    import logging
+
+    from common.nni_compat import quiet_loggers, quiet_nni
+
+    nni, conflict = logging.getLogger("nni"), logging.getLogger("nni.compression.speedup.mask_conflict")
+    exporter = logging.getLogger("onnxscript")
+    before = nni.level, conflict.level, exporter.level
+    nni.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(KeyError), quiet_nni():
+            assert (nni.level, conflict.level) == (logging.WARNING, logging.ERROR)
+            assert not nni.isEnabledFor(logging.INFO)
+            raise KeyError("a failing speed-up")
+        assert (nni.level, conflict.level) == (logging.DEBUG, before[1])
+        with quiet_loggers({"onnxscript": logging.CRITICAL}):
+            assert exporter.level == logging.CRITICAL
+        assert exporter.level == before[2]
+    finally:
+        nni.setLevel(before[0])
+
+
 # ------------------------------------------------------------------------------------------------
 # Quantization fixes
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from common.cli.report import main
 from common.report import (
     ReportError,
     TrialRecord,
     load_experiment,
     load_export,
-    main,
     pareto_front,
     pipeline_steps,
     summary_rows,

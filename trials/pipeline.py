@@ -4,7 +4,7 @@ beside the dense ResNet-18 baseline → report one result with every stage's met
     python trials/pipeline.py --profile smoke                                  # ResNet-18, FPGM 50%, QAT int8
     python trials/pipeline.py --arch best_arch.json --pruner l1 --sparsity 0.6 --algorithm lsq --bits 4
 
-`--arch` is `resnet18` or the JSON `python -m common.nas export` wrote. The trained architecture and its
+`--arch` is `resnet18` or the JSON `python3 -m common.cli.nas export` wrote. The trained architecture and its
 pruned + fine-tuned model come from the artifact cache, so trials that share that prefix train it once.
 The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 """

@@ -1,11 +1,11 @@
 """Benchmarks that print ratios (speed and size targets are checked here, not in timed tests).
 
-    python -m common.bench pruning      # dense vs 50% FPGM ResNet-18: params, FLOPs, latency b1/b64
-    python -m common.bench data         # tensor loader vs torchvision DataLoader images/s
-    python -m common.bench train        # ResNet-18 train/eval images/s per input shape (sizes the `cpu` profile)
-    python -m common.bench quant        # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
-    python -m common.bench pipeline     # the pipeline trial's default output vs dense fp32 ResNet-18, trained (smoke)
-    python -m common.bench all --json results/bench.json
+    python3 -m common.cli.bench pruning   # dense vs 50% FPGM ResNet-18: params, FLOPs, latency b1/b64
+    python3 -m common.cli.bench data      # tensor loader vs torchvision DataLoader images/s
+    python3 -m common.cli.bench train     # ResNet-18 train/eval images/s per input shape (sizes the `cpu` profile)
+    python3 -m common.cli.bench quant     # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
+    python3 -m common.cli.bench pipeline  # the pipeline trial's default output vs dense fp32 ResNet-18, trained (smoke)
+    python3 -m common.cli.bench all --json results/bench.json
 
 Latency is the median of many forwards at a fixed thread count, the compared models interleaved
 in one process, so machine load hits both alike; weights are random (speed does not depend on
@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from common import nni_compat
-from common.bench_quant import benchmark_quant, print_quant
+from common.cli.bench_quant import benchmark_quant, print_quant
 from common.cpu import cpu_info
+from common.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader
 from common.metrics import count_flops, count_params, measure_latency, model_size_bytes
 from common.models import resnet18
 from common.pruning import prune_model
@@ -72,10 +75,72 @@ def print_pruning(r: dict) -> None:
             print(f"| {threads} | {b} | {v['dense_ms']:.2f} | {v['pruned_ms']:.2f} | {v['speedup']:.2f}x |")
 
 
-def bench_data() -> dict:
-    from common.data import benchmark_pipeline
+class _PILDataset(torch.utils.data.Dataset):
+    """The stock per-image path: NHWC uint8 array -> PIL -> torchvision transforms (module level: picklable)."""
 
-    return benchmark_pipeline(n_images=4096, batch_size=128, epochs=2)
+    def __init__(self, images_nhwc: np.ndarray, labels: np.ndarray, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.images, self.labels, self.transform = images_nhwc, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def _images_per_second(batches: Iterable, epochs: int) -> float:
+    seen = 0
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for x, _y in batches:
+            seen += len(x)
+    return seen / (time.perf_counter() - start)
+
+
+def bench_data(n_images: int = 4096, batch_size: int = 128, epochs: int = 2) -> dict[str, float]:
+    """Training-pipeline throughput (images/s) of ``TensorLoader`` vs a stock torchvision DataLoader.
+
+    Both read the same in-memory random uint8 32x32 data on CPU with the same batch size and equivalent
+    augmentation (pad-4 crop + flip + normalise). Timings include DataLoader worker start-up, as a trial
+    would see it. ``speedup`` is relative to the faster stock configuration; ``dataloader_workers2_ips``
+    is NaN if worker processes cannot start here.
+    """
+    from torchvision import transforms
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    labels = torch.randint(0, 10, (n_images,), generator=gen)
+
+    loader = TensorLoader(images, labels, batch_size, train=True, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    results = {"tensor_loader_ips": _images_per_second(loader, epochs)}
+
+    transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
+    dataset = _PILDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), transform)
+    for key, workers in (("dataloader_ips", 0), ("dataloader_workers2_ips", 2)):
+        try:
+            stock = torch.utils.data.DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=True,
+                drop_last=n_images > batch_size,  # same batches as TensorLoader
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            results[key] = _images_per_second(stock, epochs)
+        except (OSError, RuntimeError):  # e.g. no /dev/shm or fork disallowed in a sandbox
+            results[key] = float("nan")
+    stock_best = max((v for k, v in results.items() if k != "tensor_loader_ips" and v == v), default=math.nan)
+    results["speedup"] = results["tensor_loader_ips"] / stock_best
+    return results
 
 
 def print_data(r: dict) -> None:
@@ -101,7 +166,6 @@ TRAIN_INPUTS = {"1x28x28 native": (1, 28), "1x32x32 zero-padded": (1, 32), "3x32
 def bench_train(steps: int = 4, batch_size: int = 128) -> dict:
     """ResNet-18 training and evaluation images/s through common.train.fit and TensorLoader (random pixels; speed
     does not depend on them), per input shape, with the cores the process actually got (others' load shows)."""
-    from common.data import TensorLoader
     from common.models import build_model
     from common.train import TrainConfig, evaluate, fit
 
@@ -200,7 +264,8 @@ BENCHES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python3 -m common.cli.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=[*BENCHES, "all"])
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 and 50%-pruned + int8, on CIFAR ResNet-18, with scales from NNI's quantizers, on the weight grid this CPU
 executes exactly (`--int8-scheme auto`, common/cpu.py).
 
-    python -m common.bench quant
+    python3 -m common.cli.bench quant
 
 Weights are random plus a short NNI QAT (or PTQ) on synthetic data: speed and size do not depend on how
 well the weights are trained, but the scales do come from NNI, not from ONNX Runtime's calibration
@@ -16,13 +16,13 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from common import cpu, nni_compat
+from common import cpu
 from common.data import load_splits, make_loaders
 from common.deploy import OrtModule, deploy_int8, export_fp32, openvino_available, runtime_module
 from common.metrics import measure_latency
@@ -132,6 +132,28 @@ def benchmark_quant(threads_list: Sequence[int | None] = (1, None), *, algorithm
     return results
 
 
+# A table cell from one thread setting's (latency_ms, ratios) at one batch size.
+Cell = Callable[[dict[str, Any], dict[str, Any], int], str]
+
+
+def _ms(model: str) -> Cell:
+    return lambda lat, _ratios, b: f"{lat[model][b]:.2f}"
+
+
+def _times(ratio: str) -> Cell:
+    return lambda _lat, ratios, b: f"{ratios[f'{ratio}_b{b}']:.2f}x"
+
+
+def _print_table(results: list[dict[str, Any]], columns: Sequence[tuple[str, Cell]]) -> None:
+    """A markdown table with one row per (thread setting, batch size) and `columns` after those two."""
+    print("| threads | batch | " + " | ".join(header for header, _ in columns) + " |")
+    print("|---" * (len(columns) + 2) + "|")
+    for r in results:
+        for b in BATCHES:
+            cells = [cell(r["latency_ms"], r["ratios"], b) for _, cell in columns]
+            print(f"| {r['threads_setting']} ({r['threads']}) | {b} | " + " | ".join(cells) + " |")
+
+
 def print_quant(results: list[dict[str, Any]]) -> None:
     print("\n## Quantization: CIFAR ResNet-18, NNI scales deployed as int8 on ONNX Runtime and OpenVINO (CPU)")
     first = results[0]
@@ -142,36 +164,26 @@ def print_quant(results: list[dict[str, Any]]) -> None:
     print(f"file bytes  fp32 {s['dense_fp32_bytes']:,}  int8 {s['dense_int8_bytes']:,} "
           f"(x{s['dense_int8_file_ratio']:.3f})  pruned int8 {s['pruned_int8_bytes']:,} "
           f"(x{s['pruned_int8_file_ratio']:.3f})")
-    print("| threads | batch | torch fp32 ms | ORT fp32 ms | ORT int8 ms | pruned torch ms | pruned int8 ms |"
-          " int8/ORT fp32 | int8/torch | pruned int8/dense torch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        lat, ra = r["latency_ms"], r["ratios"]
-        for b in BATCHES:
-            print(f"| {r['threads_setting']} ({r['threads']}) | {b} | {lat['dense_torch_fp32'][b]:.2f} | "
-                  f"{lat['dense_ort_fp32'][b]:.2f} | {lat['dense_int8'][b]:.2f} | {lat['pruned_torch_fp32'][b]:.2f} | "
-                  f"{lat['pruned_int8'][b]:.2f} | {ra[f'dense_int8_vs_ort_fp32_b{b}']:.2f}x | "
-                  f"{ra[f'dense_int8_vs_dense_torch_b{b}']:.2f}x | {ra[f'pruned_int8_vs_dense_torch_b{b}']:.2f}x |")
+    _print_table(results, [
+        ("torch fp32 ms", _ms("dense_torch_fp32")), ("ORT fp32 ms", _ms("dense_ort_fp32")),
+        ("ORT int8 ms", _ms("dense_int8")), ("pruned torch ms", _ms("pruned_torch_fp32")),
+        ("pruned int8 ms", _ms("pruned_int8")), ("int8/ORT fp32", _times("dense_int8_vs_ort_fp32")),
+        ("int8/torch", _times("dense_int8_vs_dense_torch")),
+        ("pruned int8/dense torch", _times("pruned_int8_vs_dense_torch")),
+    ])
     if "openvino" in first["runtimes"]:
-        print("\n| threads | batch | ORT fp32 ms | ORT int8 ms | OpenVINO int8 ms | ORT int8/ORT fp32 |"
-              " OpenVINO int8/ORT fp32 | OpenVINO vs ORT int8 | pruned: ORT int8 ms | OpenVINO int8 ms |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in results:
-            lat, ra = r["latency_ms"], r["ratios"]
-            for b in BATCHES:
-                print(f"| {r['threads_setting']} ({r['threads']}) | {b} | {lat['dense_ort_fp32'][b]:.2f} | "
-                      f"{lat['dense_int8_ort'][b]:.2f} | {lat['dense_int8_openvino'][b]:.2f} | "
-                      f"{ra[f'dense_int8_ort_vs_ort_fp32_b{b}']:.2f}x | "
-                      f"{ra[f'dense_int8_openvino_vs_ort_fp32_b{b}']:.2f}x | "
-                      f"{lat['dense_int8_ort'][b] / lat['dense_int8_openvino'][b]:.2f}x | "
-                      f"{lat['pruned_int8_ort'][b]:.2f} | {lat['pruned_int8_openvino'][b]:.2f} |")
+        print()
+        _print_table(results, [
+            ("ORT fp32 ms", _ms("dense_ort_fp32")), ("ORT int8 ms", _ms("dense_int8_ort")),
+            ("OpenVINO int8 ms", _ms("dense_int8_openvino")),
+            ("ORT int8/ORT fp32", _times("dense_int8_ort_vs_ort_fp32")),
+            ("OpenVINO int8/ORT fp32", _times("dense_int8_openvino_vs_ort_fp32")),
+            ("OpenVINO vs ORT int8",
+             lambda lat, _ratios, b: f"{lat['dense_int8_ort'][b] / lat['dense_int8_openvino'][b]:.2f}x"),
+            ("pruned: ORT int8 ms", _ms("pruned_int8_ort")), ("OpenVINO int8 ms", _ms("pruned_int8_openvino")),
+        ])
     for r in results:
         for name, t in r["targets"].items():
             op = "<=" if name.endswith("file_ratio") else ">="
             print(f"threads {r['threads_setting']}: {name} = {t['value']:.3f} (target {op} {t['target']}): "
                   f"{'met' if t['met'] else 'NOT met'}")
-
-
-if __name__ == "__main__":
-    nni_compat.quiet()
-    print_quant(benchmark_quant())

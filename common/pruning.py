@@ -3,17 +3,25 @@
 `prune_model(model, "fpgm", 0.5, example_input)` masks whole conv filters with NNI's pruner,
 aligns channels across residual additions, runs NNI's ModelSpeedup so the model really shrinks,
 and counts params/FLOPs before and after (Torch-Pruning's habit), leaving fine-tuning to the caller.
+
+`prune_gradually(model, "fpgm", 0.5, 3, example_input, after_round)` reaches the same widths in 3 rounds
+(`--prune-schedule gradual --prune-steps 3`), calling `after_round` (the trial fine-tunes there) after each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from common.metrics import count_flops, count_params
 from common.nni_compat import dependency_aware_config, quiet_nni, speedup_model
+from common.train import TrainConfig
 
 
 def _pruner_classes() -> dict[str, type]:
@@ -25,6 +33,19 @@ def _pruner_classes() -> dict[str, type]:
 
 
 PRUNERS: tuple[str, ...] = ("l1", "l2", "fpgm")
+PRUNE_SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
+DEFAULT_GRADUAL_STEPS = 3
+
+
+def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
+    """The pruning flags of every trial that prunes (trials/prune.py, trials/pipeline.py)."""
+    parser.add_argument("--pruner", default="fpgm", choices=PRUNERS)
+    parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of each conv's filters removed")
+    parser.add_argument("--prune-schedule", default="oneshot", choices=PRUNE_SCHEDULES,
+                        help="oneshot: prune to --sparsity, then fine-tune; gradual: --prune-steps rounds of "
+                             "(prune to the next level, fine-tune), the same fine-tune steps in all")
+    parser.add_argument("--prune-steps", type=int, default=None,
+                        help=f"pruning rounds (default: 1 for oneshot, {DEFAULT_GRADUAL_STEPS} for gradual)")
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,35 @@ def validate(pruner: str, sparsity: float) -> None:
         raise ValueError(f"sparsity must be strictly between 0 and 1 (fraction of filters removed), got {sparsity}")
 
 
+def resolve_steps(schedule: str, steps: Any) -> int:
+    """The number of pruning rounds `--prune-schedule`/`--prune-steps` ask for (None: the schedule's default);
+    ValueError for an unknown schedule, steps that are not an integer >= 1, or oneshot with steps > 1."""
+    if schedule not in PRUNE_SCHEDULES:
+        raise ValueError(f"unknown --prune-schedule {schedule!r}; choose one of {', '.join(PRUNE_SCHEDULES)}")
+    if steps is None:
+        return 1 if schedule == "oneshot" else DEFAULT_GRADUAL_STEPS
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"--prune-steps must be an integer >= 1, got {steps!r}")
+    if schedule == "oneshot" and steps != 1:
+        raise ValueError(f"--prune-steps {steps} needs --prune-schedule gradual (oneshot prunes once)")
+    return steps
+
+
+def sparsity_schedule(sparsity: float, steps: int) -> list[float]:
+    """Cumulative fraction of the original filters removed after each round: linear (the kept fraction falls by
+    the same amount each round), ending exactly at `sparsity`.
+
+    Linear rather than NNI's AGP cubic (Zhu & Gupta 2017): AGP front-loads the cut for schedules of many small
+    steps; with the 2-5 rounds a trial can afford it would remove ~70 % of the filters in round 1, which is
+    nearly one-shot pruning."""
+    return [sparsity * k / steps for k in range(1, steps)] + [float(sparsity)]
+
+
+def kept_filters(width: int, sparsity: float) -> int:
+    """Filters of a `width`-filter conv that pruning to `sparsity` keeps: NNI removes int(width * ratio)."""
+    return width - int(width * sparsity)
+
+
 def prune_model(
     model: nn.Module,
     pruner: str,
@@ -65,9 +115,14 @@ def prune_model(
     channels by the group's summed criterion so residual branches keep the same channels.
     `pruner` and `sparsity` as `validate` accepts them (a trial checks them in parse_params).
     """
-    shape = tuple(example_input.shape[1:])
-    params_before, flops_before = count_params(model), count_flops(model, (1, *shape))
     config_list = [{"op_types": ["Conv2d"], "sparse_ratio": float(sparsity)}]
+    return model, _prune(model, pruner, sparsity, config_list, example_input)
+
+
+def _prune(model: nn.Module, pruner: str, sparsity: float, config_list: list[dict],
+           example_input: torch.Tensor) -> PruneStats:
+    shape = (1, *example_input.shape[1:])
+    params_before, flops_before = count_params(model), count_flops(model, shape)
     config_list = dependency_aware_config(model, config_list, example_input)
 
     with quiet_nni():
@@ -75,13 +130,58 @@ def prune_model(
         _, masks = nni_pruner.compress()
         nni_pruner.unwrap_model()
     speedup_model(model, example_input, masks)
+    return PruneStats(pruner=pruner, sparsity=float(sparsity), params_before=params_before,
+                      params_after=count_params(model), flops_before=flops_before,
+                      flops_after=count_flops(model, shape))
 
-    stats = PruneStats(
-        pruner=pruner,
-        sparsity=float(sparsity),
-        params_before=params_before,
-        params_after=count_params(model),
-        flops_before=flops_before,
-        flops_after=count_flops(model, (1, *shape)),
-    )
-    return model, stats
+
+def prune_gradually(
+    model: nn.Module,
+    pruner: str,
+    sparsity: float,
+    steps: int,
+    example_input: torch.Tensor,
+    after_round: Callable[[int, nn.Module, PruneStats], Any] | None = None,
+) -> tuple[nn.Module, PruneStats, list[PruneStats]]:
+    """Prune `model` (in place) to `sparsity` in `steps` rounds of `sparsity_schedule`, physically shrinking it
+    after each; `after_round(round_index, model, round_stats)` runs after each round (the fine-tune).
+
+    Returns the model, the stats from the dense model to the last round, and each round's stats (`sparsity`:
+    the cumulative level reached). Every conv ends with exactly the filters one-shot `prune_model` keeps: a
+    round removes, of the filters still there, as many as reach `kept_filters(original width, level)`.
+
+    Our own loop rather than NNI's scheduled pruners (LinearPruner, AGPPruner): those mask a full-size model
+    during one NNI-driven training run, so every round would train at dense cost and without this project's
+    fine-tune loop (distillation, bf16, the trial's loader); here each round trains the already smaller model.
+    """
+    widths = {name: m.out_channels for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    shape = (1, *example_input.shape[1:])
+    params_before, flops_before = count_params(model), count_flops(model, shape)
+    rounds: list[PruneStats] = []
+    for k, level in enumerate(sparsity_schedule(sparsity, steps)):
+        model.cpu().to(memory_format=torch.contiguous_format)  # the fine-tune may have moved it (GPU, NHWC)
+        convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+        # NNI removes int(current * ratio) filters; + 0.5 makes that exactly the count we want despite
+        # float rounding. Convs joined by a residual sum share both widths, hence the same ratio (NNI asserts it).
+        config_list = [{"op_names": [name],
+                        "sparse_ratio": (m.out_channels - kept_filters(widths[name], level) + 0.5) / m.out_channels}
+                       for name, m in convs.items()]
+        stats = _prune(model, pruner, level, config_list, example_input)
+        rounds.append(stats)
+        if after_round is not None:
+            after_round(k, model, stats)
+    total = replace(rounds[-1], sparsity=float(sparsity), params_before=params_before, flops_before=flops_before)
+    return model, total, rounds
+
+
+def split_finetune(cfg: TrainConfig, steps: int, batches_per_pass: int) -> TrainConfig:
+    """The fine-tune recipe of each of `steps` gradual-pruning rounds: together they train as many optimizer
+    steps as `cfg` does once (to within half a step per epoch), so one-shot and gradual are compared at
+    equal training cost. Each round is ceil(epochs / steps) epochs, each shorter where needed, with its own LR
+    schedule (warm-up and cosine restart per round). `batches_per_pass`: batches in one pass over the data."""
+    if steps == 1 or cfg.epochs == 0:
+        return cfg
+    per_epoch = min(cfg.steps_per_epoch or batches_per_pass, batches_per_pass)  # what fit trains per epoch
+    epochs = math.ceil(cfg.epochs / steps)
+    # epochs * steps >= cfg.epochs, so a round's epoch never needs more batches than one of cfg's: no cap exceeded.
+    return replace(cfg, epochs=epochs, steps_per_epoch=max(1, round(cfg.epochs * per_epoch / (steps * epochs))))

@@ -302,6 +302,7 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
 
 def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,
                       bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
+                      prune_schedule: str = "oneshot", prune_steps: int = 1,
                       **deployment_options: Any) -> dict[str, Any]:
     """Seed experiment 4: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
@@ -309,7 +310,7 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
     """
     baseline, _ = session.dense_model("resnet18")
     trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
-    pruned, prune_info = session.pruned_model(arch, pruner, sparsity)
+    pruned, prune_info = session.pruned_model(arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps)
     metrics = quantize_deploy_measure(session, pruned, {"dense": baseline, "arch": trained}, algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
                                       **deployment_options)

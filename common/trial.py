@@ -29,7 +29,7 @@ from common.metrics import count_flops, count_params, measure_latency, model_siz
 from common.models import arch_key, build_model, load_resized
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
-from common.pruning import prune_model
+from common.pruning import PruneStats, prune_gradually, prune_model, resolve_steps, split_finetune
 from common.pruning import validate as validate_pruning
 from common.train import TrainConfig, evaluate, fit, seed_everything, training_precision
 
@@ -118,6 +118,7 @@ PARAMETER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRIAL_BUDGET": (lambda v: v is None or (_is_finite(v) and v > 0), "a finite number > 0"),
     "budget_power": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
     "calibration_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "prune_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
 }
 
 
@@ -134,6 +135,8 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
     validate_budgets(budgets_from_args(args))  # each --max-* budget
     if hasattr(args, "pruner") and hasattr(args, "sparsity"):
         validate_pruning(args.pruner, args.sparsity)
+    if hasattr(args, "prune_schedule"):  # the default resolved here, so the result echoes the rounds that ran
+        args.prune_steps = resolve_steps(args.prune_schedule, args.prune_steps)
     if hasattr(args, "algorithm") and hasattr(args, "bits"):
         from common.quantization import validate as validate_quantization
 
@@ -171,6 +174,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name} requested but CUDA is not available on this machine")
     return device
+
+
+class _FromEpoch:
+    """`loader` whose reset() (fit's first call) goes to epoch `epoch` instead of 0."""
+
+    def __init__(self, loader: TensorLoader, epoch: int) -> None:
+        self.loader, self.epoch = loader, epoch
+
+    def reset(self) -> None:
+        self.loader.epoch = self.epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
 
 
 @dataclass
@@ -241,24 +260,33 @@ class Session:
             return replace(cfg, epochs=max(1, round(float(budget))))
         return cfg if self.args.finetune_epochs is None else replace(cfg, epochs=self.args.finetune_epochs)
 
-    def finetune(self, model: nn.Module, report_epochs: bool = True, teacher: nn.Module | None = None) -> dict:
-        """Fine-tune `model` with the profile's recipe; with `--distill-weight` > 0 it learns from `teacher` too."""
-        return fit(model, self.loaders["train"], self.finetune_config(), device=self.device,
+    def finetune(self, model: nn.Module, report_epochs: bool = True, teacher: nn.Module | None = None,
+                 config: TrainConfig | None = None, first_epoch: int = 0) -> dict:
+        """Fine-tune `model` with the profile's recipe (or `config`); with `--distill-weight` > 0 it learns from
+        `teacher` too. `first_epoch`: the loader epoch to start at, so that a later gradual-pruning round trains on
+        fresh batches (as one-shot's later epochs do), not on the first round's again."""
+        loader = self.loaders["train"] if first_epoch == 0 else _FromEpoch(self.loaders["train"], first_epoch)
+        return fit(model, loader, config or self.finetune_config(), device=self.device,
                    val_loader=self.loaders["val"], on_epoch_end=report_intermediate if report_epochs else None,
                    teacher=teacher)
 
-    def pruned_model(self, arch: str | dict, pruner: str, sparsity: float,
-                     report_epochs: bool = False) -> tuple[nn.Module, dict]:
+    def pruned_model(self, arch: str | dict, pruner: str, sparsity: float, report_epochs: bool = False,
+                     schedule: str = "oneshot", steps: int = 1) -> tuple[nn.Module, dict]:
         """The cached dense model, pruned and fine-tuned; cached too, so trials sharing this prefix
         (quantization from a 50%-pruned model, the combined pipeline) do not repeat it. `pruner` and `sparsity`
-        as parse_params checked them (common.pruning.validate)."""
+        as parse_params checked them (common.pruning.validate), `schedule` and `steps` as resolve_steps gave them:
+        with more than one step, gradual pruning (`_prune_gradually`; its info adds `rounds`)."""
         key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
                "finetune": asdict(self.finetune_config()),
-               "finetune_precision": training_precision(self.finetune_config(), self.device)}
+               "finetune_precision": training_precision(self.finetune_config(), self.device),
+               # Named only for more than one round, so one-shot entries stay valid (gradual in 1 step is one-shot).
+               **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {})}
 
         def build() -> tuple[dict, dict]:
             dense, _ = self.dense_model(arch)  # only when the pruned entry is missing: the key does not need it
             seed_everything(self.args.seed)
+            if steps > 1:
+                return self._prune_gradually(dense, pruner, sparsity, steps, report_epochs)
             pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, self.example_input)
             pruned = pruned.to(self.device)
             before = self.accuracy(pruned)
@@ -270,9 +298,42 @@ class Session:
 
         state, info, built = self.cache.get_or_build("pruned", key, build)
         model = load_resized(build_model(arch, self.splits.num_classes, self.in_channels), state)
-        print(f"pruned {arch_key(arch)} {pruner} {sparsity}: {'built and cached' if built else 'loaded from cache'}",
-              flush=True)
+        how = f" gradual in {steps} steps" if steps > 1 else ""
+        print(f"pruned {arch_key(arch)} {pruner} {sparsity}{how}: "
+              f"{'built and cached' if built else 'loaded from cache'}", flush=True)
         return model.to(self.device).eval(), info
+
+    def _prune_gradually(self, dense: nn.Module, pruner: str, sparsity: float, steps: int,
+                         report_epochs: bool) -> tuple[dict, dict]:
+        """`steps` rounds of (prune to the next level of common.pruning.sparsity_schedule, fine-tune), together
+        with one-shot's fine-tune steps (split_finetune): the comparison with one-shot is at equal training cost."""
+        cfg = split_finetune(self.finetune_config(), steps, len(self.loaders["train"]))
+        rounds: list[dict[str, float]] = []
+        history: dict[str, list[float]] = {}
+
+        def finetune_round(k: int, model: nn.Module, stats: PruneStats) -> None:
+            model.to(self.device)
+            before = evaluate(model, self.loaders["val"], device=self.device)["accuracy"]
+            print(f"pruning round {k + 1}/{steps}: {pruner} to {stats.sparsity:.3f}, params {stats.params_after:,}, "
+                  f"val_acc before fine-tune {before:.4f}", flush=True)
+            # Round k trains on loader epochs [k * e, (k + 1) * e): fresh batches, like one-shot's later epochs.
+            # Only the last round, at the target sparsity, reports to NNI: an assessor (Medianstop) compares
+            # intermediate results step by step with one-shot trials', which are all at the target sparsity.
+            h = self.finetune(model, report_epochs and k == steps - 1, teacher=dense, config=cfg,
+                              first_epoch=k * cfg.epochs)
+            for name, values in h.items():
+                history.setdefault(name, []).extend(values)
+            rounds.append({"sparsity": stats.sparsity, "params": stats.params_after, "flops": stats.flops_after,
+                           "val_acc_before_finetune": before, "val_acc_after_finetune": (h["val_acc"] or [before])[-1]})
+
+        pruned, stats, _ = prune_gradually(copy.deepcopy(dense).cpu(), pruner, sparsity, steps, self.example_input,
+                                           finetune_round)
+        print(f"pruned {pruner} {sparsity:.2f} in {steps} rounds: params x{stats.params_ratio:.3f}, "
+              f"FLOPs x{stats.flops_ratio:.3f}", flush=True)
+        state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
+        # val_acc_before_finetune: after the first cut, the only one made to a model that has not been fine-tuned.
+        return state, {"stats": asdict(stats), "val_acc_before_finetune": rounds[0]["val_acc_before_finetune"],
+                       "rounds": rounds, "finetune_per_round": asdict(cfg), "history": history}
 
     def accuracy(self, model: nn.Module) -> dict[str, float]:
         return {

@@ -12,7 +12,7 @@ The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 import _path  # noqa: F401
 
 from common.models import load_arch
-from common.pruning import PRUNERS
+from common.pruning import add_pruning_arguments
 from common.stages import add_quantization_arguments, compress_pipeline, deployment_options
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
@@ -20,8 +20,7 @@ from common.trial import base_parser, parse_params, report_objective, run_main, 
 def get_parser():
     parser = base_parser(__doc__)
     parser.add_argument("--arch", default="resnet18", help="'resnet18' or an architecture JSON from NAS export")
-    parser.add_argument("--pruner", default="fpgm", choices=PRUNERS)
-    parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of each conv's filters removed")
+    add_pruning_arguments(parser)
     add_quantization_arguments(parser)
     return parser
 
@@ -33,6 +32,7 @@ def main() -> None:
 
     metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,
                                 bits=args.bits, calibration_batches=args.calibration_batches,
+                                prune_schedule=args.prune_schedule, prune_steps=args.prune_steps,
                                 **deployment_options(session))
     # `default`: the deployed model's validation accuracy, under the config's budgets.
     report_objective(metrics, args, "int8_val_acc")

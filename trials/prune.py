@@ -2,18 +2,18 @@
 fine-tune → measure next to the dense model → report to NNI.
 
     python trials/prune.py --pruner fpgm --sparsity 0.5 --profile smoke
+    python trials/prune.py --pruner fpgm --sparsity 0.5 --prune-schedule gradual --prune-steps 3   # 3 rounds
 """
 
 import _path  # noqa: F401
 
-from common.pruning import PRUNERS
+from common.pruning import add_pruning_arguments
 from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session
 
 
 def get_parser():
     parser = base_parser(__doc__)
-    parser.add_argument("--pruner", default="fpgm", choices=PRUNERS)
-    parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of each conv's filters removed")
+    add_pruning_arguments(parser)
     return parser
 
 
@@ -22,10 +22,13 @@ def main() -> None:
     session = start_session(args)
 
     dense, _ = session.dense_model("resnet18")
-    pruned, info = session.pruned_model("resnet18", args.pruner, args.sparsity, report_epochs=True)
+    pruned, info = session.pruned_model("resnet18", args.pruner, args.sparsity, report_epochs=True,
+                                        schedule=args.prune_schedule, steps=args.prune_steps)
 
     metrics = compression_metrics(session, pruned, dense)
-    metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]
+    metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]  # gradual: after the first round's cut
+    for k, done in enumerate(info.get("rounds", []), start=1):  # gradual: each round's level, size and accuracy
+        metrics |= {f"round{k}_{name}": value for name, value in done.items()}
     report_objective(metrics, args)
 
 

@@ -12,11 +12,13 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from common.record import Measurement
 from common.train import eval_mode
 
 __all__ = [
@@ -24,7 +26,6 @@ __all__ = [
     "count_params",
     "measure_latency",
     "model_size_bytes",
-    "speedup_ratios",
     "torch_threads",
 ]
 
@@ -54,6 +55,21 @@ def model_size_bytes(model: nn.Module) -> int:
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
+
+
+def size_measurement(model: nn.Module, input_shape: Sequence[int]) -> Measurement:
+    """Parameters, FLOPs of one input of `input_shape` (C, H, W) and bytes of the saved fp32 state dict."""
+    return Measurement(params=count_params(model), flops=count_flops(model, (1, *input_shape)),
+                       size_bytes=model_size_bytes(model), size_kind="state_dict")
+
+
+@dataclass(frozen=True)
+class LatencySetting:
+    """How latency is measured: CPU threads (None: leave torch's), warm-up and timed repeats per model."""
+
+    threads: int | None = 1
+    warmup: int = 3
+    repeats: int = 20
 
 
 @contextmanager
@@ -157,14 +173,3 @@ def _time_call(model: Runnable, x_cpu: torch.Tensor, x_dev: torch.Tensor, dev: t
     if cuda:
         torch.cuda.synchronize(dev)
     return (time.perf_counter() - t0) * 1e3
-
-
-def speedup_ratios(latency: Mapping[str, Mapping[int, float]], baseline: str) -> dict[str, dict[int, float]]:
-    """``baseline_ms / model_ms`` per model and batch size (>1 means faster than the baseline).
-
-    Batch sizes the baseline was not measured at are left out.
-    """
-    if baseline not in latency:
-        raise KeyError(f"baseline {baseline!r} not in latency results {sorted(latency)}")
-    base = latency[baseline]
-    return {name: {b: base[b] / ms for b, ms in per.items() if b in base} for name, per in latency.items()}

@@ -23,8 +23,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.metrics import speedup_ratios
 from common.models import ResNetSpec, arch_key, build_model
+from common.record import comparison_keys, result_keys
 
 if TYPE_CHECKING:
     from torch import nn
@@ -176,28 +176,14 @@ def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | 
     """Accuracy, cost and cost relative to ResNet-18 of a trained candidate.
 
     The size ratios come from an untrained ResNet-18 (free); a trained `baseline` adds its accuracy
-    and latency measured interleaved with the candidate's, in the same process.
+    and latency (`dense_*`) measured interleaved with the candidate's, in the same process.
     """
-    acc, size = session.accuracy(model), session.describe(model)
-    ref = session.describe(build_model("resnet18", session.splits.num_classes, session.in_channels))
-    lat = session.latency({"model": model} if baseline is None else {"model": model, "baseline": baseline})
-    metrics: dict[str, Any] = {
-        "accuracy": acc["test_acc"], **acc, **size,
-        "params_ratio": size["params"] / ref["params"],
-        "flops_ratio": size["flops"] / ref["flops"],
-        "size_ratio": size["size_mb"] / ref["size_mb"],
-        **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
-    }
-    if baseline is not None:
-        base_acc = session.accuracy(baseline)
-        metrics |= {
-            "baseline_val_acc": base_acc["val_acc"], "baseline_test_acc": base_acc["test_acc"],
-            "delta_test_acc": acc["test_acc"] - base_acc["test_acc"],
-            **{f"baseline_latency_ms_b{b}": ms for b, ms in lat["baseline"].items()},
-            **{f"speedup_b{b}": ms for b, ms in speedup_ratios(lat, "baseline")["model"].items()},
-            **{f"latency_ratio_b{b}": lat["model"][b] / lat["baseline"][b] for b in lat["model"]},
-        }
-    return metrics
+    if baseline is None:
+        candidate = session.measure({"model": model})["model"]
+        reference = session.describe(build_model("resnet18", session.splits.num_classes, session.in_channels))
+        return {**result_keys(candidate), **comparison_keys(candidate, reference)}
+    m = session.measure({"model": model, "dense": baseline})
+    return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"])}
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -31,20 +31,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from common.record import COST_KEYS
+
 # flag dest -> (metric the budget caps, help). One table, so flags, parsing and docs cannot drift.
 PENALTIES = ("soft", "hard")
-BUDGET_FLAGS: dict[str, tuple[str, str]] = {
-    "max_latency_ms_b1": ("latency_ms_b1", "max median latency (ms) of one image"),
-    "max_latency_ms_b64": ("latency_ms_b64", "max median latency (ms) of a batch of 64"),
-    "max_latency_ratio_b1": ("latency_ratio_b1", "max latency of one image as a fraction of dense ResNet-18's "
-                             "(measured interleaved in the same trial)"),
-    "max_latency_ratio_b64": ("latency_ratio_b64", "max latency of a batch of 64 as a fraction of dense ResNet-18's"),
-    "max_params": ("params", "max parameter count"),
-    "max_params_ratio": ("params_ratio", "max parameters as a fraction of ResNet-18's"),
-    "max_flops": ("flops", "max FLOPs of one image"),
-    "max_size_mb": ("size_mb", "max saved state-dict size (MB)"),
-    "max_size_ratio": ("size_ratio", "max saved size as a fraction of ResNet-18's"),
-}
+BUDGET_FLAGS: dict[str, tuple[str, str]] = {f"max_{key}": (key, f"max {what}") for key, what in COST_KEYS.items()}
 
 
 def add_budget_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.record import SIZE_KINDS, Latency, Measurement, read, read_comparison, upgrade
+
 # Which trial script produced a result, as echoed in its `trial` key, and its row in the table.
 STAGES: tuple[tuple[str, str], ...] = (
     ("prune", "best pruned"),
@@ -27,6 +29,11 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("nas", "best NAS architecture"),
     ("pipeline", "best combined (NAS → prune → quantize)"),
 )
+
+
+# Short column labels of SIZE_KINDS.
+SIZE_LABELS = {"state_dict": "fp32 state dict", "fp32_onnx": "fp32 ONNX", "int8_onnx": "int8 ONNX", "packed": "packed"}
+assert set(SIZE_LABELS) == set(SIZE_KINDS)
 
 
 class ReportError(RuntimeError):
@@ -151,30 +158,42 @@ def _fmt(v: Any, spec: str, unit: str = "") -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec) + unit
 
 
+def _where(lat: Latency | None) -> str | None:
+    """What a latency was measured with, e.g. `onnxruntime int8, cpu, 1 thread`."""
+    if lat is None or "?" in (lat.runtime, lat.device):  # recorded before latencies said where
+        return None
+    threads = f", {lat.threads} thread{'s' if lat.threads != 1 else ''}" if lat.threads else ""
+    return f"{lat.runtime}, {lat.device}{threads}"
+
+
 def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage.
 
-    Numbers only (fractions, like the trials' own keys; None where a value does not apply): report.md
-    formats them, report.json keeps them for scripts. `accuracy_std` is over the baseline's seeds.
+    Numbers (fractions, like the trials' own keys; None where a value does not apply) plus what each size and
+    latency is (`size_kind`, `latency_on`): report.md formats them, report.json keeps them for scripts.
+    `accuracy_std` is over the dense accuracies the trials measured (one per seed for baseline trials).
     """
-    ok = [r.result for r in records if r.ok]
+    ok = [upgrade(r.result) for r in records if r.ok]
     if not ok:
         listing = f"; its {len(records)} trial(s):\n{failure_listing(records)}" if records else ""
         raise ReportError(f"no trial has a final result yet: nothing to report{listing}")
     rows: list[dict[str, Any]] = []
     # The dense baseline as every trial measured it beside its own model (same process, same load).
-    dense_acc = [r["dense_test_acc"] for r in ok if "dense_test_acc" in r]
-    dense_acc += [r["baseline_test_acc"] for r in ok if "baseline_test_acc" in r]  # NAS --compare-baseline
-    dense_acc += [r["test_acc"] for r in ok if r.get("trial") == "baseline"]
+    baselines = [read(r) for r in ok if r.get("trial") == "baseline"]
+    beside = [read(r, "dense") for r in ok if r.get("trial") != "baseline"]
+    dense_acc = [m.test_acc for m in baselines + beside if m.test_acc is not None]
     if dense_acc:
-        base = next((r for r in ok if r.get("trial") == "baseline"), {})
-        ref = next((r for r in ok if _dense_latency(r, 1) is not None), {})
+        # Size and latency from one measurement: a baseline trial's if there is one (eager torch, the session's
+        # device), else the first trial that timed the dense model beside its own.
+        ref = next((m for m in baselines + beside if m.latency is not None), Measurement())
+        sized = next((m for m in baselines + beside if m.size_kind == "state_dict"), Measurement())
         mean, std = _mean_std(dense_acc)
         rows.append({
             "model": "dense ResNet-18 (baseline)", "accuracy": mean, "accuracy_std": std, "delta": None,
-            "size_mb": base.get("size_mb") or ref.get("dense_size_mb"), "size_ratio": 1.0,
-            "latency_ms_b1": _dense_latency(ref, 1) or base.get("latency_ms_b1"),
-            "latency_ms_b64": _dense_latency(ref, 64) or base.get("latency_ms_b64"),
+            "size_mb": None if sized.size_bytes is None else sized.size_bytes / 1e6,
+            "size_kind": sized.size_kind, "size_ratio": 1.0,
+            "latency_ms_b1": ref.latency.ms.get(1) if ref.latency else None,
+            "latency_ms_b64": ref.latency.ms.get(64) if ref.latency else None, "latency_on": _where(ref.latency),
             "speedup_b1": 1.0, "speedup_b64": 1.0, "trials": len(dense_acc),
         })
     for kind, label in STAGES:
@@ -182,49 +201,51 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
         if not stage:
             continue
         best = max(stage, key=lambda r: r["default"])
+        m, vs = read(best), read_comparison(best)
         rows.append({
-            "model": f"{label}: {describe(best)}", "accuracy": best["accuracy"], "accuracy_std": None,
-            "delta": best.get("delta_test_acc"),
-            "size_mb": best.get("size_mb"), "size_ratio": best.get("size_ratio"),
-            "latency_ms_b1": best.get("latency_ms_b1"), "latency_ms_b64": best.get("latency_ms_b64"),
-            "speedup_b1": best.get("speedup_b1"), "speedup_b64": best.get("speedup_b64"), "trials": len(stage),
+            "model": f"{label}: {describe(best)}", "accuracy": m.test_acc, "accuracy_std": None,
+            "delta": vs["delta_test_acc"],
+            "size_mb": None if m.size_bytes is None else m.size_bytes / 1e6, "size_kind": m.size_kind,
+            "size_ratio": vs["size_ratio"],
+            "latency_ms_b1": m.latency.ms.get(1) if m.latency else None,
+            "latency_ms_b64": m.latency.ms.get(64) if m.latency else None, "latency_on": _where(m.latency),
+            "speedup_b1": vs["speedup_b1"], "speedup_b64": vs["speedup_b64"], "trials": len(stage),
         })
     return rows
 
 
-def _dense_latency(result: dict[str, Any], batch: int) -> float | None:
-    """The dense ResNet-18's latency as the trial measured it beside its own model (each trial kind names it)."""
-    for key in ("dense_latency_ms_b{}", "dense_torch_fp32_ms_b{}", "baseline_latency_ms_b{}"):
-        if result.get(key.format(batch)) is not None:
-            return result[key.format(batch)]
-    return None
-
-
-# What each step of the combined pipeline did, from its flat keys: (label, accuracy prefix, latency key
-# prefix, size key, params key). `arch` is the trained architecture before pruning.
-PIPELINE_STEPS: tuple[tuple[str, str, str, str, str | None], ...] = (
-    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense_torch_fp32", "dense_fp32_onnx_bytes", "dense_params"),
-    ("architecture (trained), fp32 torch", "arch", "arch_torch_fp32", "arch_fp32_onnx_bytes", "arch_params"),
-    ("pruned + fine-tuned, fp32 torch", "pruned", "pruned_torch_fp32", "pruned_fp32_onnx_bytes", "pruned_params"),
-    ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort_fp32", "pruned_fp32_onnx_bytes", "pruned_params"),
-    ("quantized (NNI simulation)", "sim", "", "", None),
-    ("deployed int8, ONNX Runtime", "int8", "int8", "int8_bytes", "pruned_params"),
+# The steps of the combined pipeline: (label, the model whose accuracy and params it shows, the model whose
+# latency and size it shows). `arch` is the trained architecture before pruning; "" the deployed model. Sizes
+# are of the deployable file (fp32 or int8 ONNX), so the ratios compare like with like.
+PIPELINE_STEPS: tuple[tuple[str, str, str | None], ...] = (
+    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense"),
+    ("architecture (trained), fp32 torch", "arch", "arch"),
+    ("pruned + fine-tuned, fp32 torch", "pruned", "pruned"),
+    ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort"),
+    ("quantized (NNI simulation)", "sim", None),
+    ("deployed int8", "", ""),
 )
 
 
 def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per stage of a pipeline trial: accuracy, size, latency and speed-up against the baseline."""
+    result = upgrade(result)
+    dense, dense_file = read(result, "dense"), read(result, "dense_ort")
+    params_of = {"": "pruned"}  # the deployed model has the pruned model's parameters
     rows = []
-    for label, acc, lat, size, params in PIPELINE_STEPS:
-        b1, b64 = result.get(f"{lat}_ms_b1"), result.get(f"{lat}_ms_b64")
+    for label, acc_name, cost_name in PIPELINE_STEPS:
+        acc, cost = read(result, acc_name), read(result, cost_name) if cost_name is not None else Measurement()
+        file = cost if cost.size_kind in ("fp32_onnx", "int8_onnx") else (
+            read(result, f"{cost_name}_ort") if cost_name else Measurement())
+        lat = cost.latency
         rows.append({
-            "step": label, "val_acc": result.get(f"{acc}_val_acc"), "test_acc": result.get(f"{acc}_test_acc"),
-            "params": result.get(params) if params else None,
-            "size_mb": result[size] / 1e6 if size in result else None,
-            "size_ratio": result[size] / result["dense_fp32_onnx_bytes"] if size in result else None,
-            "latency_ms_b1": b1, "latency_ms_b64": b64,
-            "speedup_b1": result["dense_torch_fp32_ms_b1"] / b1 if b1 else None,
-            "speedup_b64": result["dense_torch_fp32_ms_b64"] / b64 if b64 else None,
+            "step": label if acc_name else f"{label}, {_where(lat)}", "val_acc": acc.val_acc, "test_acc": acc.test_acc,
+            "params": read(result, params_of.get(acc_name, acc_name)).params if acc_name != "sim" else None,
+            "size_mb": None if file.size_bytes is None else file.size_bytes / 1e6,
+            "size_ratio": file.size_bytes / dense_file.size_bytes if file.size_bytes else None,
+            "latency_ms_b1": lat.ms.get(1) if lat else None, "latency_ms_b64": lat.ms.get(64) if lat else None,
+            "speedup_b1": dense.latency.ms[1] / lat.ms[1] if lat else None,
+            "speedup_b64": dense.latency.ms[64] / lat.ms[64] if lat else None,
         })
     return rows
 
@@ -247,12 +268,15 @@ def _steps_markdown(experiment: str, result: dict[str, Any]) -> list[str]:
 
 
 # Parameters worth naming in a row label, in this order; the rest stay in the full trial table.
-LABEL_KEYS = ("pruner", "sparsity", "algorithm", "bits", "start", "stages", "blocks", "width", "activation",
-              "kernel_size", "arch_key")
+LABEL_KEYS = ("pruner", "sparsity", "prune_schedule", "prune_steps", "distill_weight", "algorithm", "bits", "start",
+              "stages", "blocks", "width", "activation", "kernel_size", "arch_key")
+# Named only when they differ from these defaults (most trials use them).
+LABEL_DEFAULTS = {"prune_schedule": "oneshot", "prune_steps": 1, "distill_weight": 0.0}
 
 
 def describe(result: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={result[k]}" for k in LABEL_KEYS if k in result) or result.get("trial", "?")
+    return ", ".join(f"{k}={result[k]}" for k in LABEL_KEYS
+                     if k in result and result[k] != LABEL_DEFAULTS.get(k, object())) or result.get("trial", "?")
 
 
 def machines(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -297,18 +321,25 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
     lines += [
         "",
         "Accuracy is top-1 on the test split; each trial's tuner objective was validation accuracy. Δ, size ratio "
-        "and speed-up compare each model with the dense model measured in the same trial process.",
+        "and speed-up compare each model with the dense model measured in the same trial process (an int8 model's "
+        "size with the dense fp32 ONNX file, its speed-up with the dense model in eager torch).",
         "",
-        "| model | accuracy | Δ accuracy | size MB | size ratio | latency b1 ms | latency b64 ms | speed-up b1 "
-        "| speed-up b64 | trials |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | accuracy | Δ accuracy | size MB | size of | size ratio | latency b1 ms | latency b64 ms "
+        "| latency measured with | speed-up b1 | speed-up b64 | trials |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    settings = {r["latency_on"].split(", ", 1)[1] for r in rows if r["latency_on"]}
+    if len(settings) > 1:
+        lines.insert(-3, f"Latencies in this table were measured in {len(settings)} settings "
+                         f"({'; '.join(sorted(settings))}): compare a latency only with those measured alike; "
+                         "each speed-up is against the dense model timed the same way in the same trial.\n")
     for r in rows:
         lines.append(
             f"| {r['model']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
             f"| {_fmt(None if r['delta'] is None else 100 * r['delta'], '+.2f', ' pt')} | {_fmt(r['size_mb'], '.2f')} "
-            f"| {_fmt(r['size_ratio'], '.3f')} | {_fmt(r['latency_ms_b1'], '.2f')} "
-            f"| {_fmt(r['latency_ms_b64'], '.1f')} | {_fmt(r['speedup_b1'], '.2f', '×')} "
+            f"| {SIZE_LABELS.get(r['size_kind'], '–')} | {_fmt(r['size_ratio'], '.3f')} "
+            f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} | {r['latency_on'] or '–'} "
+            f"| {_fmt(r['speedup_b1'], '.2f', '×')} "
             f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} |"
         )
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
@@ -340,16 +371,22 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")  # files only; no display on servers
     import matplotlib.pyplot as plt
 
-    ok = [r.result for r in records if r.ok and "accuracy" in r.result]
+    ok = [upgrade(r.result) for r in records if r.ok and "accuracy" in r.result]
     paths = []
-    for cost_key, xlabel, name in (("latency_ms_b1", "latency, batch 1 (ms)", "accuracy_vs_latency"),
-                                   ("size_mb", "size (MB)", "accuracy_vs_size")):
-        pts = [(r[cost_key], r["accuracy"], r.get("trial", "?")) for r in ok if r.get(cost_key) is not None]
-        over = [(r[cost_key], r["accuracy"]) for r in ok
-                if r.get(cost_key) is not None and r.get("within_budget") is False]
-        dense_cost = {"latency_ms_b1": lambda r: _dense_latency(r, 1), "size_mb": lambda r: r.get("dense_size_mb")}
-        dense = [(dense_cost[cost_key](r), r["dense_test_acc"]) for r in ok
-                 if dense_cost[cost_key](r) is not None and "dense_test_acc" in r]
+
+    def latency_b1(m: Measurement) -> float | None:
+        return m.latency.ms.get(1) if m.latency else None
+
+    def size_mb(m: Measurement) -> float | None:
+        return None if m.size_bytes is None else m.size_bytes / 1e6
+
+    for cost, xlabel, name in ((latency_b1, "latency, batch 1 (ms; each trial's deployed runtime)",
+                                "accuracy_vs_latency"), (size_mb, "size (MB)", "accuracy_vs_size")):
+        measured = [(read(r), read(r, "dense"), r) for r in ok]
+        pts = [(cost(m), m.test_acc, r.get("trial", "?")) for m, _, r in measured if cost(m) is not None]
+        over = [(cost(m), m.test_acc) for m, _, r in measured
+                if cost(m) is not None and r.get("within_budget") is False]
+        dense = [(cost(d), d.test_acc) for _, d, _ in measured if cost(d) is not None and d.test_acc is not None]
         if not pts:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 4.4))

@@ -1,8 +1,9 @@
 """The quantize → deploy → measure stage that the quantization and pipeline trials share.
 
-`quantize_deploy_measure(session, start, {"dense": resnet18, ...}, ...)` quantizes `start` with an NNI
-quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's TorchEvaluator), deploys the
-result as a real int8 ONNX Runtime model carrying NNI's scales, and measures, in one process:
+`quantize_deploy_measure(inputs, start, {"dense": resnet18, ...}, ...)` (`inputs`: plain values, `StageInputs`)
+quantizes `start` with an NNI quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's
+TorchEvaluator), deploys the result as a real int8 ONNX Runtime model carrying NNI's scales, and measures,
+in one process:
 
 - accuracy (val and test) of every model: the references, `start`, NNI's simulation (`sim`) and the
   deployed `int8` model, and how often simulation and deployment agree;
@@ -29,7 +30,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ from common.deploy import (
     qdq_reference,
     runtime_module,
 )
-from common.metrics import measure_latency
+from common.metrics import LatencySetting, measure_latency, size_measurement
 from common.models import arch_key
 from common.profiles import MIN_AGREEMENT
 from common.quantization import (
@@ -61,10 +63,10 @@ from common.quantization import (
     simulated_weights,
     take_inputs,
 )
-from common.train import fp32_exact, predict
-from common.trial import LATENCY_BATCHES, Session, report_intermediate
+from common.record import LATENCY_BATCHES, SPLITS, Latency, Measurement, comparison_keys, result_keys
+from common.train import TrainConfig, fp32_exact, predict
+from common.trial import Session, report_intermediate
 
-SPLITS = ("val", "test")
 DEPLOYED_MODEL_FILE = "model.int8.onnx"
 RUNTIME_CHOICES = ("auto", "ort", "openvino")
 
@@ -100,7 +102,8 @@ def deployment_options(session: Session) -> dict[str, Any]:
     args = session.args
     if args.min_agreement is None:
         args.min_agreement = session.profile.min_agreement
-    return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement}
+    return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
+            "keep_model": getattr(args, "keep_model", None)}
 
 
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -119,17 +122,38 @@ def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], di
     return unique, alias
 
 
-def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapping[str, nn.Module], *,
+@dataclass(frozen=True)
+class StageInputs:
+    """The plain values the quantize stage works on; `stage_inputs(session)` resolves them for a trial."""
+
+    loaders: Mapping[str, Any]  # "train" (calibration, quantization-aware training), "val", "test"
+    labels: Mapping[str, torch.Tensor]  # "val", "test": the loaders' labels in order
+    device: torch.device
+    example_input: torch.Tensor  # one input, for export and tracing
+    latency: LatencySetting
+    qat: TrainConfig  # the quantization-aware training recipe (unused by PTQ)
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # intermediate results (NNI)
+
+
+def stage_inputs(session: Session) -> StageInputs:
+    return StageInputs(loaders=session.loaders,
+                       labels={"val": session.splits.val_labels, "test": session.splits.test_labels},
+                       device=session.device, example_input=session.example_input,
+                       latency=session.latency_setting(), qat=session.finetune_config(qat=True),
+                       on_epoch_end=report_intermediate)
+
+
+def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: Mapping[str, nn.Module], *,
                             algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
                             start_name: str = "start", int8_scheme: str = "auto", runtime: str = "auto",
-                            min_agreement: float = MIN_AGREEMENT) -> dict[str, Any]:
+                            min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None) -> dict[str, Any]:
     """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc).
 
     `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
     `int8_scheme` picks the weight grid (common/cpu.py), `runtime` the int8 runtime (`auto`: the faster
     of ONNX Runtime and OpenVINO among those that pass the agreement gate). Raises DeploymentError when
     the deployed model agrees with NNI's simulation on fewer than `min_agreement` of the validation images.
-    The deployed model is copied to the NNI trial's output directory (key `int8_model`) when there is one.
+    The deployed model is copied to `keep_model` and to the NNI trial's output directory (key `int8_model`).
     """
     if "dense" not in references:
         raise ValueError(f"references need a 'dense' model to compare with; got {sorted(references)}")
@@ -140,10 +164,9 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     if runtime == "openvino" and not openvino_available():
         raise DeploymentError("--runtime openvino needs the openvino package: pip install openvino")
     scheme = cpu.resolve_int8_scheme(int8_scheme)
-    loaders, device, example = session.loaders, session.device, session.example_input
-    labels = {"val": session.splits.val_labels, "test": session.splits.test_labels}
+    loaders, device, example, labels = inputs.loaders, inputs.device, inputs.example_input, inputs.labels
     fp32, alias = _distinct({start_name: start, **references})
-    latency_threads = session.args.latency_threads
+    latency_threads = inputs.latency.threads
     candidates = [r for r in ("ort", "openvino") if runtime in (r, "auto")]
     if runtime == "auto" and not openvino_available():
         candidates = ["ort"]
@@ -153,8 +176,8 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
     try:
         sim, calibration, qinfo = quantize_model(
             start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
-            finetune_cfg=session.finetune_config(qat=True), device=device, example_input=example,
-            calibration_batches=calibration_batches, on_epoch_end=report_intermediate,
+            finetune_cfg=inputs.qat, device=device, example_input=example,
+            calibration_batches=calibration_batches, on_epoch_end=inputs.on_epoch_end,
             max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"])
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
@@ -199,50 +222,57 @@ def quantize_deploy_measure(session: Session, start: nn.Module, references: Mapp
                  **{f"{name}_ort_fp32": OrtModule(path, threads=latency_threads) for name, path in onnx_fp32.items()},
                  **{f"int8_{r}": m for r, m in int8.items()}}
         lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]),
-                              threads=latency_threads, warmup=session.profile.latency_warmup,
-                              repeats=session.profile.latency_repeats, device="cpu")
+                              threads=latency_threads, warmup=inputs.latency.warmup,
+                              repeats=inputs.latency.repeats, device="cpu")
         seconds["latency"] = time.perf_counter() - t0
         sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
         int8_bytes = os.path.getsize(deployment.int8_path)
-        kept = _keep(deployment.int8_path, getattr(session.args, "keep_model", None))
+        kept = _keep(deployment.int8_path, keep_model)
 
     chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement)
-    preds["int8"] = preds[chosen]
-    lat["int8"] = lat[f"int8_{chosen}"]
-
-    described = {name: session.describe(m) for name, m in fp32.items()}
-    names = [start_name, *references]
     acc = {name: {split: _agreement(p[split], labels[split]) for split in SPLITS} for name, p in preds.items()}
-    acc |= {name: acc[alias[name]] for name in names}
-    lat |= {f"{name}_{kind}": lat[f"{alias[name]}_{kind}"] for name in names for kind in ("torch_fp32", "ort_fp32")}
-    batches = LATENCY_BATCHES
-    dense_lat, dense_bytes = lat["dense_torch_fp32"], sizes[alias["dense"]]
+    described = {name: size_measurement(m, tuple(example.shape[1:])) for name, m in fp32.items()}
+
+    def timed_on_cpu(key: str, runtime: str) -> Latency:
+        return Latency(lat[key], "cpu", runtime, latency_threads)
+
+    names = [start_name, *references]
+    models: dict[str, Measurement] = {}
+    for name in names:
+        a = alias[name]
+        models[name] = replace(described[a], val_acc=acc[a]["val"], test_acc=acc[a]["test"],
+                               latency=timed_on_cpu(f"{a}_torch_fp32", "torch fp32"))
+        models[f"{name}_ort"] = Measurement(size_bytes=sizes[a], size_kind="fp32_onnx",
+                                            latency=timed_on_cpu(f"{a}_ort_fp32", "onnxruntime fp32"))
+    models["sim"] = Measurement(val_acc=acc["sim"]["val"], test_acc=acc["sim"]["test"])
+    for r in int8:
+        models[f"int8_{r}"] = Measurement(val_acc=acc[r]["val"], test_acc=acc[r]["test"],
+                                          latency=timed_on_cpu(f"int8_{r}", f"{RUNTIME_NAMES[r]} int8"))
+    # The headline: what ships, the int8 model on the chosen runtime (4-bit weights run on int8 kernels).
+    shipped = replace(models[f"int8_{chosen}"], params=described[alias[start_name]].params,
+                      flops=described[alias[start_name]].flops, size_bytes=int8_bytes, size_kind="int8_onnx",
+                      latency=replace(models[f"int8_{chosen}"].latency, runtime=f"{RUNTIME_NAMES[chosen]} int8"
+                                      + (f" ({bits}-bit weights on int8 kernels)" if bits < 8 else "")))
     packed = packed_weight_bytes(calibration, simulated_weights(sim.inner))
+    models["int8"] = replace(shipped, params=None, flops=None, size_bytes=None, size_kind=None)
+    models["packed"] = Measurement(size_bytes=packed, size_kind="packed")
+    comparisons = {
+        # Against the dense model: accuracy delta, ratios, speed-up over dense eager torch; size to its fp32 ONNX.
+        **comparison_keys(shipped, models["dense"], "dense", size_ref=models["dense_ort"]),
+        # fp32 ONNX Runtime is the strongest fp32 CPU baseline: the int8 gain alone and against dense.
+        **comparison_keys(shipped, models[f"{start_name}_ort"], f"{start_name}_ort"),
+        **comparison_keys(shipped, models["dense_ort"], "dense_ort"),
+        **comparison_keys(shipped, models[start_name], start_name),
+    }
     return {
-        # Headline: the deployed int8 model, against the dense reference.
-        "accuracy": acc["int8"]["test"], "val_acc": acc["int8"]["val"], "test_acc": acc["int8"]["test"],
-        **{f"{name}_{split}_acc": a[split] for name, a in acc.items() for split in SPLITS},
-        "delta_test_acc": acc["int8"]["test"] - acc["dense"]["test"],
+        **result_keys(shipped),
+        **{k: v for name, m in models.items() for k, v in result_keys(m, name).items()},
+        **comparisons,
         "agreement_val": agreement[chosen]["val"], "agreement_test": agreement[chosen]["test"],
         **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
         "min_agreement": min_agreement,
-        **{f"latency_ms_b{b}": lat["int8"][b] for b in batches},
-        **{f"{name}_ms_b{b}": per[b] for name, per in lat.items() for b in batches},
-        **{f"speedup_b{b}": dense_lat[b] / lat["int8"][b] for b in batches},
-        **{f"latency_ratio_b{b}": lat["int8"][b] / dense_lat[b] for b in batches},
-        **{f"speedup_vs_ort_fp32_b{b}": lat[f"{start_name}_ort_fp32"][b] / lat["int8"][b] for b in batches},
-        **{f"speedup_vs_dense_ort_fp32_b{b}": lat["dense_ort_fp32"][b] / lat["int8"][b] for b in batches},
-        **{f"speedup_vs_{start_name}_b{b}": lat[f"{start_name}_torch_fp32"][b] / lat["int8"][b] for b in batches},
-        "latency_runtime": f"{RUNTIME_NAMES[chosen]} CPU int8" + (" (4-bit weights run as int8)" if bits < 8 else ""),
         "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(),
-        "size_mb": int8_bytes / 1e6, "int8_bytes": int8_bytes, "packed_bytes": packed,
-        "size_ratio": int8_bytes / dense_bytes, "packed_size_ratio": packed / dense_bytes,
-        **{f"{name}_fp32_onnx_bytes": sizes[alias[name]] for name in names},
-        "dense_size_mb": dense_bytes / 1e6,
-        "params": described[alias[start_name]]["params"], "flops": described[alias[start_name]]["flops"],
-        **{f"{name}_{k}": described[alias[name]][k] for name in names for k in ("params", "flops")},
-        "params_ratio": described[alias[start_name]]["params"] / described[alias["dense"]]["params"],
-        "flops_ratio": described[alias[start_name]]["flops"] / described[alias["dense"]]["flops"],
+        "packed_size_ratio": packed / models["dense_ort"].size_bytes,
         # What NNI and the deployment did.
         **{k: qinfo[k] for k in ("weight_bits", "activation_bits", "nni_quantizer")},
         "quant_finetune_epochs": qinfo["finetune_epochs"],
@@ -311,7 +341,8 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
     baseline, _ = session.dense_model("resnet18")
     trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
     pruned, prune_info = session.pruned_model(arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps)
-    metrics = quantize_deploy_measure(session, pruned, {"dense": baseline, "arch": trained}, algorithm=algorithm,
+    metrics = quantize_deploy_measure(stage_inputs(session), pruned, {"dense": baseline, "arch": trained},
+                                      algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
                                       **deployment_options)
     return metrics | {"arch_key": arch_key(arch),

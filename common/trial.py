@@ -25,15 +25,14 @@ from torch import nn
 from common import cpu, nni_compat
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
-from common.metrics import count_flops, count_params, measure_latency, model_size_bytes, speedup_ratios
+from common.metrics import LatencySetting, measure_latency, size_measurement
 from common.models import arch_key, build_model, load_resized
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import PruneStats, prune_gradually, prune_model, resolve_steps, split_finetune
 from common.pruning import validate as validate_pruning
+from common.record import LATENCY_BATCHES, Latency, Measurement, comparison_keys, result_keys
 from common.train import TrainConfig, evaluate, fit, seed_everything, training_precision
-
-LATENCY_BATCHES = (1, 64)
 
 
 class BadArgumentsError(SystemExit):
@@ -341,19 +340,29 @@ class Session:
             "test_acc": evaluate(model, self.loaders["test"], device=self.device)["accuracy"],
         }
 
-    def latency(self, models: dict[str, nn.Module]) -> dict[str, dict[int, float]]:
-        """Median ms per batch of each model, measured interleaved in this process."""
-        return measure_latency(
-            models, LATENCY_BATCHES, input_shape=tuple(self.splits.train_images.shape[1:]),
-            threads=self.args.latency_threads if self.device.type == "cpu" else None,
-            warmup=self.profile.latency_warmup, repeats=self.profile.latency_repeats, device=self.device,
-        )
+    def latency(self, models: dict[str, nn.Module]) -> dict[str, Latency]:
+        """Median ms per batch of each model in eager torch on the session's device, measured interleaved."""
+        setting = self.latency_setting()
+        threads = setting.threads if self.device.type == "cpu" else None
+        ms = measure_latency(models, LATENCY_BATCHES, input_shape=tuple(self.splits.train_images.shape[1:]),
+                             threads=threads, warmup=setting.warmup, repeats=setting.repeats, device=self.device)
+        return {name: Latency(per, str(self.device), "torch fp32", threads) for name, per in ms.items()}
 
-    def describe(self, model: nn.Module) -> dict[str, float]:
-        """Size metrics of a model: parameters, FLOPs of one image, bytes of the saved state dict."""
-        shape = (1, *self.splits.train_images.shape[1:])
-        return {"params": count_params(model), "flops": count_flops(model, shape),
-                "size_mb": model_size_bytes(model) / 1e6}
+    def describe(self, model: nn.Module) -> Measurement:
+        """Size of a model: parameters, FLOPs of one image, bytes of its saved fp32 state dict."""
+        return size_measurement(model, tuple(self.splits.train_images.shape[1:]))
+
+    def latency_setting(self) -> LatencySetting:
+        return LatencySetting(self.args.latency_threads, self.profile.latency_warmup, self.profile.latency_repeats)
+
+    def measure(self, models: dict[str, nn.Module],
+                known_accuracy: dict[str, dict[str, float]] | None = None) -> dict[str, Measurement]:
+        """Accuracy, size and eager-torch latency of each model (latencies interleaved in one call);
+        `known_accuracy` supplies accuracies already measured (e.g. a reference measured once)."""
+        known = known_accuracy or {}
+        latency = self.latency(models)
+        return {name: replace(self.describe(m), **(known.get(name) or self.accuracy(m)), latency=latency[name])
+                for name, m in models.items()}
 
 
 def start_session(args: argparse.Namespace) -> Session:
@@ -385,28 +394,10 @@ def report_intermediate(epoch: int, metrics: dict[str, float]) -> None:
 
 
 def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
-                        dense_acc: dict[str, float] | None = None) -> dict[str, float]:
+                        dense_acc: dict[str, float] | None = None) -> dict[str, Any]:
     """Accuracy, size and latency of `model` next to the dense model it came from (same run, interleaved)."""
-    dense_acc = dense_acc or session.accuracy(dense)
-    acc, size, dense_size = session.accuracy(model), session.describe(model), session.describe(dense)
-    lat = session.latency({"dense": dense, "model": model})
-    speedup = speedup_ratios(lat, "dense")["model"]
-    return {
-        "accuracy": acc["test_acc"],
-        **acc,
-        "dense_val_acc": dense_acc["val_acc"],
-        "dense_test_acc": dense_acc["test_acc"],
-        "delta_test_acc": acc["test_acc"] - dense_acc["test_acc"],
-        **size,
-        "dense_size_mb": dense_size["size_mb"],
-        "params_ratio": size["params"] / dense_size["params"],
-        "flops_ratio": size["flops"] / dense_size["flops"],
-        "size_ratio": size["size_mb"] / dense_size["size_mb"],
-        **{f"latency_ms_b{b}": ms for b, ms in lat["model"].items()},
-        **{f"dense_latency_ms_b{b}": ms for b, ms in lat["dense"].items()},
-        **{f"speedup_b{b}": speedup[b] for b in LATENCY_BATCHES},
-        **{f"latency_ratio_b{b}": lat["model"][b] / lat["dense"][b] for b in LATENCY_BATCHES},
-    }
+    m = session.measure({"model": model, "dense": dense}, {"dense": dense_acc} if dense_acc else None)
+    return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"])}
 
 
 def report_final(objective: float, metrics: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -22,14 +22,14 @@ BUDGET = 0.06
 # Every stage's metrics: dense ResNet-18, the trained architecture, pruned, NNI's simulation, deployed int8.
 STAGES = ("dense", "arch", "pruned", "sim", "int8")
 STAGE_KEYS = {f"{stage}_{split}_acc" for stage in STAGES for split in ("val", "test")}
-STAGE_KEYS |= {f"{m}_ms_b{b}" for m in ("dense_torch_fp32", "arch_torch_fp32", "pruned_torch_fp32", "pruned_ort_fp32",
-                                          "dense_ort_fp32", "int8") for b in (1, 64)}
+STAGE_KEYS |= {f"{m}_latency_ms_b{b}" for m in ("dense", "arch", "pruned", "pruned_ort", "dense_ort", "int8")
+               for b in (1, 64)}
 STAGE_KEYS |= {"dense_params", "arch_params", "pruned_params", "params_ratio", "flops_ratio",
-               "dense_fp32_onnx_bytes", "arch_fp32_onnx_bytes", "pruned_fp32_onnx_bytes", "int8_bytes",
+               "dense_ort_size_mb", "arch_ort_size_mb", "pruned_ort_size_mb", "size_mb", "size_kind",
                "pruned_val_acc_before_finetune", "speedup_b1", "speedup_b64", "latency_ratio_b64", "size_ratio",
                "budget_factor", "within_budget", "budget_latency_ratio_b64", "integer_kernels",
                "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "agreement_val",
-               "speedup_vs_dense_ort_fp32_b1"}
+               "speedup_vs_dense_ort_b1"}
 
 
 def smoke_command(budget: float) -> str:
@@ -58,7 +58,7 @@ def test_pipeline_smoke_with_budget_through_nnictl(tmp_path):
             assert all(math.isfinite(v) for v in r.values() if isinstance(v, float)), r
             # resnet18 is the baseline itself: one model, measured once, reported under both names.
             assert r["arch_val_acc"] == r["dense_val_acc"]
-            assert r["arch_torch_fp32_ms_b1"] == r["dense_torch_fp32_ms_b1"]
+            assert r["arch_latency_ms_b1"] == r["dense_latency_ms_b1"]
             assert r["params_ratio"] < 0.7 and r["size_ratio"] < 0.2 and r["integer_kernels"] is True
             within = r["latency_ratio_b64"] <= BUDGET
             assert r["within_budget"] is within
@@ -97,5 +97,5 @@ def test_pipeline_on_a_nas_export(tmp_path):
     assert final["arch_key"] == "b1-1-1_w16-32-64_tanh_k5" and final["algorithm"] == "qat" and final["bits"] == 8
     assert final["arch_params"] < final["dense_params"] / 50  # the searched net, not ResNet-18
     assert final["pruned_params"] < final["arch_params"] and final["params"] == final["pruned_params"]
-    assert final["arch_torch_fp32_ms_b64"] < final["dense_torch_fp32_ms_b64"]
+    assert final["arch_latency_ms_b64"] < final["dense_latency_ms_b64"]
     assert final["speedup_b64"] > 1 and final["integer_kernels"] is True

@@ -14,16 +14,17 @@ from tests.nnictl_utils import ROOT, Experiment
 CONFIG = ROOT / "experiments" / "quant" / "config.smoke.yml"
 KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_acc", "int8_val_acc", "int8_test_acc",
         "dense_test_acc", "agreement_val", "agreement_test",
-        "start_torch_fp32_ms_b1", "start_torch_fp32_ms_b64", "start_ort_fp32_ms_b1", "start_ort_fp32_ms_b64",
-        "int8_ms_b1", "int8_ms_b64", "start_val_acc", "start_test_acc", "params", "params_ratio", "latency_ratio_b1",
-        "dense_torch_fp32_ms_b1", "dense_torch_fp32_ms_b64", "speedup_b1", "speedup_b64",
-        "speedup_vs_ort_fp32_b1", "speedup_vs_ort_fp32_b64", "latency_runtime",
-        "int8_bytes", "packed_bytes", "dense_fp32_onnx_bytes", "size_ratio", "packed_size_ratio",
+        "start_latency_ms_b1", "start_latency_ms_b64", "start_ort_latency_ms_b1", "start_ort_latency_ms_b64",
+        "int8_latency_ms_b1", "int8_latency_ms_b64", "start_val_acc", "start_test_acc", "params", "params_ratio",
+        "latency_ratio_b1",
+        "dense_latency_ms_b1", "dense_latency_ms_b64", "speedup_b1", "speedup_b64",
+        "speedup_vs_start_ort_b1", "speedup_vs_start_ort_b64", "latency_runtime", "latency_device", "latency_threads",
+        "size_mb", "size_kind", "packed_size_mb", "dense_ort_size_mb", "size_ratio", "packed_size_ratio",
         "activations_from_nni", "activations_from_ort", "weights_from_nni", "integer_kernels", "int8_model",
         "algorithm", "bits", "start", "profile",
         # the CPU, the weight grid and the runtime that ship, and both runtimes beside each other
         "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "min_agreement",
-        "int8_ort_ms_b1", "agreement_val_ort", "dense_ort_fp32_ms_b64", "speedup_vs_dense_ort_fp32_b64"}
+        "int8_ort_latency_ms_b1", "agreement_val_ort", "dense_ort_latency_ms_b64", "speedup_vs_dense_ort_b64"}
 
 
 @pytest.mark.e2e
@@ -47,9 +48,10 @@ def test_quant_smoke_experiment_through_nnictl(tmp_path):
             assert r["cpu_model"] == cpu_info().model and r["cpu_isa"] == cpu_info().isa
             assert r["int8_scheme"] == "auto" and r["int8_scheme_used"] == resolve_int8_scheme("auto")
             assert r["weight_bits"] == min(r["bits"], deployed_weight_bits(8, r["int8_scheme_used"]))
-            assert r["runtime"] == "auto" and r["latency_ms_b1"] == r[f"int8_{r['runtime_used']}_ms_b1"]
-            assert r["size_ratio"] < 0.3 and r["packed_bytes"] < r["dense_fp32_onnx_bytes"]
+            assert r["runtime"] == "auto" and r["latency_ms_b1"] == r[f"int8_{r['runtime_used']}_latency_ms_b1"]
+            assert r["size_kind"] == "int8_onnx" and r["size_ratio"] < 0.3
+            assert r["packed_size_mb"] < r["dense_ort_size_mb"]
             if r["bits"] == 4:
-                assert "4-bit weights run as int8" in r["latency_runtime"]
-                assert r["packed_bytes"] < 0.6 * r["int8_bytes"]
+                assert "4-bit weights on int8 kernels" in r["latency_runtime"]
+                assert r["packed_size_mb"] < 0.6 * r["size_mb"]
             assert Path(r["int8_model"]).is_file()  # the deployed model is kept in the trial's output dir

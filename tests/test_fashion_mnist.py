@@ -12,6 +12,7 @@ import torch
 from common import data, trial
 from common.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, DatasetNotFoundError, load_splits
 from common.models import ResNetSpec, build_model, to_spec
+from common.record import LATENCY_BATCHES
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TINY = {"blocks": [1, 1], "widths": [8, 16], "activation": "relu", "kernel_size": 3}
@@ -135,9 +136,8 @@ def test_session_builds_prunes_measures_and_exports_one_channel_models(fake_fash
     pruned, info = session.pruned_model(TINY, "fpgm", 0.5)
     assert dense.conv1.in_channels == pruned.conv1.in_channels == 1
     assert pruned.conv1.out_channels < dense.conv1.out_channels
-    size = session.describe(pruned)
-    assert 0 < size["flops"] < session.describe(dense)["flops"]
-    assert set(session.latency({"pruned": pruned})["pruned"]) == set(trial.LATENCY_BATCHES)
+    assert 0 < session.describe(pruned).flops < session.describe(dense).flops
+    assert set(session.latency({"pruned": pruned})["pruned"].ms) == set(LATENCY_BATCHES)
     ort = OrtModule(export_fp32(pruned, tmp_path / "pruned.onnx", session.example_input))
     x = session.example_input.repeat(3, 1, 1, 1)
     torch.testing.assert_close(ort(x), pruned(x), atol=1e-4, rtol=1e-4)

@@ -13,7 +13,6 @@ from common.metrics import (
     count_params,
     measure_latency,
     model_size_bytes,
-    speedup_ratios,
     torch_threads,
 )
 
@@ -145,13 +144,3 @@ def test_latency_min_time_adds_rounds():
     measure_latency({"s": Recorder("s", log, sleep_s=0.002)}, batch_sizes=(1,), warmup=0, repeats=2, min_time_s=0.05)
     assert len(log) >= 5  # beyond the 2 requested repeats (loose: sleeps overshoot on a loaded box)
     assert len(log) < 0.05 / 0.002 + 2  # but it stops once the time budget is spent
-
-
-def test_speedup_ratios():
-    lat = {"base": {1: 10.0, 64: 100.0}, "fast": {1: 5.0, 64: 25.0}, "partial": {64: 200.0, 128: 1.0}}
-    ratios = speedup_ratios(lat, "base")
-    assert ratios["base"] == {1: 1.0, 64: 1.0}
-    assert ratios["fast"] == {1: 2.0, 64: 4.0}
-    assert ratios["partial"] == {64: 0.5}  # batch 128 has no baseline to compare with
-    with pytest.raises(KeyError, match="missing"):
-        speedup_ratios(lat, "missing")

@@ -81,13 +81,16 @@ def test_report_json_summary_holds_numbers_and_report_md_formats_them(registry, 
     main([EXP_ID, "--registry", str(registry), "--out", str(out)])
     summary = json.loads((out / "report.json").read_text())["summary"]
     for row in summary:
-        numbers = {k: v for k, v in row.items() if k != "model"}
+        # Numbers, plus what each size and latency is (labels, not formatted numbers).
+        numbers = {k: v for k, v in row.items() if k not in ("model", "size_kind", "latency_on")}
         assert all(v is None or isinstance(v, (int, float)) for v in numbers.values()), row
     dense, pruned = summary
     results = [r.result for r in load_experiment(EXP_ID, registry)]
     best = max(results, key=lambda r: r["default"])
     assert dense["accuracy"] == pytest.approx(sum(r["dense_test_acc"] for r in results) / len(results))
     assert dense["delta"] is None and pruned["accuracy"] == best["accuracy"]
+    # Recorded before sizes named their kind: a pruning trial's size is its state dict, and the table says so.
+    assert dense["size_kind"] == pruned["size_kind"] == "state_dict"
     assert pruned["delta"] == best["delta_test_acc"]
     line = next(x for x in (out / "report.md").read_text().splitlines() if x.startswith("| best pruned"))
     assert f"| {100 * best['accuracy']:.2f} % | {100 * best['delta_test_acc']:+.2f} pt |" in line

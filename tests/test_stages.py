@@ -4,21 +4,29 @@ import pytest
 import torch
 
 from common.cpu import cpu_info, resolve_int8_scheme
+from common.data import SYNTHETIC_CLASSES, load_splits, make_loaders
 from common.deploy import DeploymentError
+from common.metrics import LatencySetting
 from common.models import build_model
-from common.stages import _distinct, quantize_deploy_measure
-from common.trial import base_parser, start_session
+from common.stages import StageInputs, _distinct, quantize_deploy_measure
+from common.train import TrainConfig
 
 TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
 SMALL = {"blocks": [1, 1], "widths": [8, 16], "activation": "relu", "kernel_size": 3}
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    home = tmp_path_factory.mktemp("stages-home")
-    args = base_parser("").parse_args(["--profile", "smoke", "--data-dir", str(home / "data"),
-                                       "--cache-dir", str(home / "artifacts"), "--finetune-epochs", "1"])
-    return start_session(args)
+def inputs(tmp_path_factory):
+    """The stage's inputs as plain values: synthetic splits and their loaders, no trial session."""
+    splits = load_splits("synthetic", tmp_path_factory.mktemp("stages-data"), train_limit=512, eval_limit=256, seed=0)
+    return StageInputs(loaders=make_loaders(splits, 32, seed=0),
+                       labels={"val": splits.val_labels, "test": splits.test_labels}, device=torch.device("cpu"),
+                       example_input=torch.randn(1, *splits.train_images.shape[1:]),
+                       latency=LatencySetting(threads=1, warmup=1, repeats=3),
+                       qat=TrainConfig(epochs=1, lr=0.02, schedule="cosine", warmup_fraction=0.0, print_freq=100))
+
+
+NUM_CLASSES = SYNTHETIC_CLASSES
 
 
 def test_distinct_measures_each_object_once():
@@ -27,11 +35,11 @@ def test_distinct_measures_each_object_once():
     assert list(unique) == ["start", "dense"] and alias == {"start": "start", "dense": "dense", "arch": "start"}
 
 
-def test_stage_measures_every_model_against_dense(session):
+def test_stage_measures_every_model_against_dense(inputs):
     torch.manual_seed(0)
-    n = session.splits.num_classes
+    n = NUM_CLASSES
     dense, start = build_model(SMALL, n).eval(), build_model(TINY, n).eval()
-    m = quantize_deploy_measure(session, start, {"dense": dense, "arch": start}, algorithm="ptq", bits=8,
+    m = quantize_deploy_measure(inputs, start, {"dense": dense, "arch": start}, algorithm="ptq", bits=8,
                                 calibration_batches=1, start_name="pruned")
     # Deployed on integer kernels with NNI's scales for all 4 weights (stem, the block's two convs, classifier).
     assert m["integer_kernels"] is True and m["weights_from_nni"] == 4 and m["weights_from_ort"] == 0
@@ -39,20 +47,24 @@ def test_stage_measures_every_model_against_dense(session):
     assert m["accuracy"] == m["int8_test_acc"] and m["val_acc"] == m["int8_val_acc"]
     assert m["delta_test_acc"] == pytest.approx(m["int8_test_acc"] - m["dense_test_acc"])
     for b in (1, 64):
-        assert m[f"latency_ms_b{b}"] == m[f"int8_ms_b{b}"] > 0
-        assert m[f"speedup_b{b}"] == pytest.approx(m[f"dense_torch_fp32_ms_b{b}"] / m[f"int8_ms_b{b}"])
+        assert m[f"latency_ms_b{b}"] == m[f"int8_latency_ms_b{b}"] > 0
+        assert m[f"speedup_b{b}"] == pytest.approx(m[f"dense_latency_ms_b{b}"] / m[f"int8_latency_ms_b{b}"])
         assert m[f"latency_ratio_b{b}"] == pytest.approx(1 / m[f"speedup_b{b}"])
-    assert m["size_ratio"] == pytest.approx(m["int8_bytes"] / m["dense_fp32_onnx_bytes"])
+    # Size: of what ships (the int8 ONNX file), against the dense model's fp32 ONNX file; latency: where it ran.
+    assert m["size_kind"] == "int8_onnx" and m["dense_ort_size_kind"] == "fp32_onnx"
+    assert m["size_ratio"] == pytest.approx(m["size_mb"] / m["dense_ort_size_mb"])
+    assert m["latency_device"] == m["dense_latency_device"] == "cpu" and m["dense_latency_runtime"] == "torch fp32"
+    assert m["latency_runtime"].endswith(" int8") and m["latency_threads"] == inputs.latency.threads == 1
     assert m["params"] == m["pruned_params"] < m["dense_params"]
     # `arch` is the same object as the start model: measured once, reported under both names.
-    assert m["arch_test_acc"] == m["pruned_test_acc"] and m["arch_torch_fp32_ms_b1"] == m["pruned_torch_fp32_ms_b1"]
-    assert m["arch_fp32_onnx_bytes"] == m["pruned_fp32_onnx_bytes"] < m["dense_fp32_onnx_bytes"]
+    assert m["arch_test_acc"] == m["pruned_test_acc"] and m["arch_latency_ms_b1"] == m["pruned_latency_ms_b1"]
+    assert m["arch_ort_size_mb"] == m["pruned_ort_size_mb"] < m["dense_ort_size_mb"]
     assert m["int8_model"] == ""  # nothing kept outside an NNI trial
     # The CPU, the weight grid and the runtime that ship are named; the chosen runtime passed the gate.
     assert m["cpu_model"] == cpu_info().model and m["cpu_isa"] == cpu_info().isa
     assert m["int8_scheme_used"] == resolve_int8_scheme("auto") and m["runtime_used"] in ("ort", "openvino")
     assert m["agreement_val"] == m[f"agreement_val_{m['runtime_used']}"] >= m["min_agreement"] == 0.99
-    assert m["latency_ms_b1"] == m[f"int8_{m['runtime_used']}_ms_b1"]
+    assert m["latency_ms_b1"] == m[f"int8_{m['runtime_used']}_latency_ms_b1"]
 
 
 class _Disagreeing(torch.nn.Module):
@@ -66,15 +78,15 @@ class _Disagreeing(torch.nn.Module):
         return self.inner(x).roll(1, dims=1)
 
 
-def test_a_deployment_that_disagrees_fails_the_trial_naming_cpu_scheme_and_agreement(session, monkeypatch):
+def test_a_deployment_that_disagrees_fails_the_trial_naming_cpu_scheme_and_agreement(inputs, monkeypatch):
     import common.stages as stages
 
     real = stages.runtime_module
     monkeypatch.setattr(stages, "runtime_module", lambda *a, **k: _Disagreeing(real(*a, **k)))
     torch.manual_seed(0)
-    model = build_model(TINY, session.splits.num_classes).eval()
+    model = build_model(TINY, NUM_CLASSES).eval()
     with pytest.raises(DeploymentError) as err:
-        quantize_deploy_measure(session, model, {"dense": model}, algorithm="ptq", bits=8, calibration_batches=1,
+        quantize_deploy_measure(inputs, model, {"dense": model}, algorithm="ptq", bits=8, calibration_batches=1,
                                 runtime="ort", int8_scheme="reduced")
     message = str(err.value)
     assert "onnxruntime" in message and "reduced 7-bit" in message and cpu_info().model in message
@@ -96,15 +108,15 @@ def test_auto_runtime_is_the_fastest_that_passes_the_gate():
     assert _choose_runtime(modules, kernels, good, {}, 0.99) == "ort"  # before timing: any sound one, for the gate
 
 
-def test_stage_arguments_are_checked_before_work(session):
-    model = build_model(TINY, session.splits.num_classes)
+def test_stage_arguments_are_checked_before_work(inputs):
+    model = build_model(TINY, NUM_CLASSES)
     with pytest.raises(ValueError, match="'dense' model"):
-        quantize_deploy_measure(session, model, {"baseline": model}, algorithm="ptq", bits=8)
+        quantize_deploy_measure(inputs, model, {"baseline": model}, algorithm="ptq", bits=8)
     with pytest.raises(ValueError, match="collides"):
-        quantize_deploy_measure(session, model, {"dense": model}, algorithm="ptq", bits=8, start_name="int8")
+        quantize_deploy_measure(inputs, model, {"dense": model}, algorithm="ptq", bits=8, start_name="int8")
 
 
-def test_stage_starts_from_the_loaders_first_epoch(session, monkeypatch):
+def test_stage_starts_from_the_loaders_first_epoch(inputs, monkeypatch):
     """QAT and calibration batches must not depend on what this process trained before the stage."""
     import common.stages as stages
 
@@ -116,10 +128,10 @@ def test_stage_starts_from_the_loaders_first_epoch(session, monkeypatch):
 
     monkeypatch.setattr(stages, "quantize_model", record)
     for _ in range(2):
-        next(iter(session.loaders["train"]))  # e.g. the dense model trained in this process
-    model = build_model(TINY, session.splits.num_classes)
+        next(iter(inputs.loaders["train"]))  # e.g. the dense model trained in this process
+    model = build_model(TINY, NUM_CLASSES)
     with pytest.raises(RuntimeError, match="stop after"):
-        quantize_deploy_measure(session, model, {"dense": model}, algorithm="qat", bits=8)
+        quantize_deploy_measure(inputs, model, {"dense": model}, algorithm="qat", bits=8)
     assert seen == [0]
 
 

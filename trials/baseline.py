@@ -5,6 +5,7 @@
 
 import _path  # noqa: F401
 
+from common.record import result_keys
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
@@ -13,12 +14,7 @@ def main() -> None:
     session = start_session(args)
 
     dense, _ = session.dense_model("resnet18", report_epochs=True)
-    acc = session.accuracy(dense)
-    latency = session.latency({"dense": dense})["dense"]
-
-    metrics = {"accuracy": acc["test_acc"], **acc, **session.describe(dense),
-               **{f"latency_ms_b{b}": ms for b, ms in latency.items()}}
-    report_objective(metrics, args)
+    report_objective(result_keys(session.measure({"dense": dense})["dense"]), args)
 
 
 if __name__ == "__main__":

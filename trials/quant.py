@@ -6,12 +6,12 @@ accuracy of both, their agreement, CPU latency (fp32 torch, fp32 ORT, int8 ORT) 
 
 `--bits` is the weight width; activations are 8-bit (common/quantization.py says why). No CPU runtime here
 executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running its 4-bit weights, and
-`packed_bytes` is what a 4-bit format would store.
+`packed_size_mb` is what a 4-bit format would store.
 """
 
 import _path  # noqa: F401
 
-from common.stages import add_quantization_arguments, deployment_options, quantize_deploy_measure
+from common.stages import add_quantization_arguments, deployment_options, quantize_deploy_measure, stage_inputs
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 STARTS = ("dense", "pruned")
@@ -31,8 +31,9 @@ def main() -> None:
 
     dense, _ = session.dense_model("resnet18")
     start = dense if args.start == "dense" else session.pruned_model("resnet18", *PRUNED)[0]
-    metrics = quantize_deploy_measure(session, start, {"dense": dense}, algorithm=args.algorithm, bits=args.bits,
-                                      calibration_batches=args.calibration_batches, **deployment_options(session))
+    metrics = quantize_deploy_measure(stage_inputs(session), start, {"dense": dense}, algorithm=args.algorithm,
+                                      bits=args.bits, calibration_batches=args.calibration_batches,
+                                      **deployment_options(session))
     # `default` is the deployed int8 model's validation accuracy: what the user ships.
     report_objective(metrics, args, "int8_val_acc")
 

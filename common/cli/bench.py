@@ -202,7 +202,7 @@ def print_train(r: dict) -> None:
 
 def pipeline_targets(exact_int8: bool) -> dict[str, float]:
     goal = PIPELINE_VS_DENSE_ORT["exact" if exact_int8 else "saturating"]
-    return {**PIPELINE_TARGETS, **{f"speedup_vs_dense_ort_fp32_b{b}": goal for b in BATCHES}}
+    return {**PIPELINE_TARGETS, **{f"speedup_vs_dense_ort_b{b}": goal for b in BATCHES}}
 
 
 def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
@@ -235,7 +235,7 @@ def print_pipeline(results: list[dict]) -> None:
           f"({r0['profile']} profile, {r0['dataset']} data)")
     print(f"CPU {r0['cpu_model']} [{r0['cpu_isa']}], int8 scheme {r0['int8_scheme_used']} ({r0['weight_bits']}-bit "
           f"weights), agreement with NNI's simulation {r0['agreement_val']:.4f} (val)")
-    print(f"bytes: dense fp32 ONNX {r0['dense_fp32_onnx_bytes']:,}  deployed int8 {r0['int8_bytes']:,} "
+    print(f"MB: dense fp32 ONNX {r0['dense_ort_size_mb']:.2f}  deployed int8 ONNX {r0['size_mb']:.2f} "
           f"(x{r0['size_ratio']:.3f}); params x{r0['params_ratio']:.3f}")
     print(f"test accuracy: dense {r0['dense_test_acc']:.4f}  pruned {r0['pruned_test_acc']:.4f}  "
           f"deployed int8 {r0['int8_test_acc']:.4f} (Δ {100 * r0['delta_test_acc']:+.2f} pt)")
@@ -244,9 +244,9 @@ def print_pipeline(results: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         for b in BATCHES:
-            ms = [r[f"{m}_ms_b{b}"] for m in ("dense_torch_fp32", "dense_ort_fp32", "pruned_ort_fp32", "int8")]
+            ms = [r[f"{m}_latency_ms_b{b}"] for m in ("dense", "dense_ort", "pruned_ort", "int8")]
             print(f"| {r['threads']} | {b} | {ms[0]:.2f} | {ms[1]:.2f} | {ms[2]:.2f} | {ms[3]:.2f} | "
-                  f"{r[f'speedup_b{b}']:.2f}x | {r[f'speedup_vs_dense_ort_fp32_b{b}']:.2f}x |")
+                  f"{r[f'speedup_b{b}']:.2f}x | {r[f'speedup_vs_dense_ort_b{b}']:.2f}x |")
     for r in results:
         for name, t in r["targets"].items():
             op = "<=" if name == "size_ratio" else ">="

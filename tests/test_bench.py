@@ -84,3 +84,36 @@ def test_print_quant_tables_have_a_full_row_per_thread_setting_and_batch(capsys,
         lat = _quant_results(runtimes)[0]["latency_ms"]
         assert f"| {lat['dense_int8_ort'][1] / lat['dense_int8_openvino'][1]:.2f}x |" in tables[1][2]
     assert "pruned_int8_file_ratio = 0.090 (target <= 0.1): met" in out
+
+
+def test_quant_bench_measures_through_the_trials_stage(monkeypatch):
+    """One quantize → deploy path: the bench's numbers are the stage's results, ratios within one stage call."""
+    import common.cli.bench_quant as bench_quant
+    from common.record import Latency, Measurement, result_keys
+
+    calls = []
+
+    def stage(inputs, start, references, *, start_name, min_agreement, **kwargs):
+        calls.append((start_name, inputs.latency.threads, min_agreement, kwargs["algorithm"]))
+        n, fast = inputs.latency.threads, 1.0 if start_name == "start" else 0.25
+
+        def timed(ms1: float, runtime: str) -> Measurement:
+            return Measurement(latency=Latency({1: ms1, 64: 40 * ms1}, "cpu", runtime, n))
+
+        beside = 10.0 if start_name == "start" else 12.0  # the dense model, timed again beside the pruned one
+        return {**result_keys(Measurement(size_bytes=250 if start_name == "start" else 70, size_kind="int8_onnx")),
+                **result_keys(timed(beside, "torch fp32"), "dense"), **result_keys(timed(6.0, "ort fp32"), "dense_ort"),
+                **result_keys(Measurement(size_bytes=1000, size_kind="fp32_onnx"), "dense_ort"),
+                **result_keys(timed(8.0, "torch fp32"), start_name),
+                **result_keys(timed(2.0 * fast, "onnxruntime int8"), "int8_ort"),
+                "weight_bits": 8, "nni_quantizer": "QATQuantizer", "integer_ops": 21,
+                **dict.fromkeys(("activations_from_nni", "activations_from_ort", "weights_from_nni",
+                                 "weights_from_ort"), 1)}
+
+    monkeypatch.setattr(bench_quant, "quantize_deploy_measure", stage)
+    [r] = bench_quant.benchmark_quant((1,), train_images=32)
+    assert calls == [("start", 1, 0.0, "qat"), ("pruned", 1, 0.0, "qat")]  # the gate is off for random weights
+    assert r["runtimes"] == ["ort"] and r["ratios"]["dense_int8_vs_ort_fp32_b1"] == 3.0
+    assert r["ratios"]["pruned_int8_vs_dense_torch_b1"] == 24.0  # 12 ms beside it / 0.5 ms, not 10 / 0.5
+    assert r["sizes"]["dense_int8_file_ratio"] == 0.25 and r["sizes"]["pruned_int8_file_ratio"] == 0.07
+    assert r["targets"]["pruned_int8_file_ratio"]["met"] and r["targets"]["dense_int8_file_ratio"]["met"]

@@ -14,7 +14,6 @@ common.metrics.measure_latency. Numbers depend on the CPU and its load: rerun ra
 from __future__ import annotations
 
 import copy
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,11 +23,11 @@ import torch
 
 from common import cpu
 from common.data import load_splits, make_loaders
-from common.deploy import OrtModule, deploy_int8, export_fp32, openvino_available, runtime_module
-from common.metrics import measure_latency
+from common.metrics import LatencySetting
 from common.models import resnet18
 from common.pruning import prune_model
-from common.quantization import dequantized_model, quantize_model, take_inputs
+from common.record import read
+from common.stages import StageInputs, quantize_deploy_measure
 from common.train import TrainConfig
 
 BATCHES = (1, 64)
@@ -49,86 +48,74 @@ def targets_for(info: cpu.CpuInfo) -> dict[str, float]:
     return {**{f"dense_int8_vs_ort_fp32_b{b}": goal for b in BATCHES}, **TARGETS}
 
 
-def _quantize_and_deploy(model: torch.nn.Module, name: str, algorithm: str, loaders: dict, workdir: Path,
-                         example: torch.Tensor, weight_bits: int) -> tuple[Path, dict[str, Any]]:
-    cfg = TrainConfig(epochs=1, lr=0.01, schedule="constant", print_freq=1000)
-    sim, calibration, qinfo = quantize_model(model, algorithm, 8, train_loader=loaders["train"], finetune_cfg=cfg,
-                                             example_input=example, calibration_batches=2,
-                                             max_weight_bits=weight_bits)
-    deployment = deploy_int8(dequantized_model(sim, model), calibration, workdir, example,
-                             take_inputs(loaders["train"], 2), name=name)
-    return deployment.int8_path, {**deployment.info, "nni_quantizer": qinfo["nni_quantizer"]}
-
-
 def benchmark_quant(threads_list: Sequence[int | None] = (1, None), *, algorithm: str = "qat", repeats: int = 20,
                     warmup: int = 3, train_images: int = 64, int8_scheme: str = "auto") -> list[dict[str, Any]]:
     """One dict per thread setting (`None`: torch's default thread count, all cores): latency in ms of
     dense fp32 torch, dense fp32 ORT, dense int8 on ORT and OpenVINO, pruned fp32 torch and pruned int8
     on both at batch 1 and 64, the speed-up and size ratios, and whether each target is met.
 
-    The dense and the 50%-FPGM-pruned ResNet-18 are quantized to int8 by NNI's `algorithm` ("qat": one
-    epoch over `train_images` synthetic images; "ptq": calibration only) and deployed by common.deploy.
+    The dense and the 50%-FPGM-pruned ResNet-18 go through the trials' own stage (common.stages.
+    quantize_deploy_measure: NNI's `algorithm` on `train_images` synthetic images, deployment, the kernel
+    check), once per thread setting; its agreement gate is off (random weights give near-tie logits).
     """
     where = cpu.cpu_info()
     scheme = cpu.resolve_int8_scheme(int8_scheme, where)
-    weight_bits = cpu.deployed_weight_bits(8, scheme)
-    runtimes = ["ort", "openvino"] if openvino_available() else ["ort"]
     torch.manual_seed(0)
-    example = torch.randn(2, 3, 32, 32)
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
-        workdir = Path(tmp)
-        splits = load_splits("synthetic", workdir, train_limit=train_images, eval_limit=64)
-        loaders = make_loaders(splits, 32)
+        splits = load_splits("synthetic", Path(tmp), train_limit=train_images, eval_limit=64)
         dense = resnet18(splits.num_classes).eval()
-        pruned, _ = prune_model(copy.deepcopy(dense), "fpgm", 0.5, example[:1])
-        dense_fp32 = export_fp32(dense, workdir / "dense.fp32.onnx", example)
-        dense_int8, dense_info = _quantize_and_deploy(dense, "dense", algorithm, loaders, workdir, example,
-                                                      weight_bits)
-        pruned_int8, pruned_info = _quantize_and_deploy(pruned, "pruned", algorithm, loaders, workdir, example,
-                                                        weight_bits)
-        sizes = {"dense_fp32_bytes": os.path.getsize(dense_fp32), "dense_int8_bytes": os.path.getsize(dense_int8),
-                 "pruned_int8_bytes": os.path.getsize(pruned_int8)}
-        sizes["dense_int8_file_ratio"] = sizes["dense_int8_bytes"] / sizes["dense_fp32_bytes"]
-        sizes["pruned_int8_file_ratio"] = sizes["pruned_int8_bytes"] / sizes["dense_fp32_bytes"]
-        scale_keys = ("activations_from_nni", "activations_from_ort", "weights_from_nni", "weights_from_ort")
-        scales = {"dense": {k: dense_info[k] for k in scale_keys}, "pruned": {k: pruned_info[k] for k in scale_keys},
-                  "nni_quantizer": dense_info["nni_quantizer"]}
-        kernels = {"dense": dense_info["integer_ops"], "pruned": pruned_info["integer_ops"]}
-
+        example = torch.randn(1, *splits.train_images.shape[1:])
+        pruned, _ = prune_model(copy.deepcopy(dense), "fpgm", 0.5, example)
         results = []
         for threads in threads_list:
             n = threads if threads is not None else torch.get_num_threads()
-            models = {
-                "dense_torch_fp32": dense, "dense_ort_fp32": OrtModule(dense_fp32, n),
-                **{f"dense_int8_{r}": runtime_module(r, dense_int8, n) for r in runtimes},
-                "pruned_torch_fp32": pruned,
-                **{f"pruned_int8_{r}": runtime_module(r, pruned_int8, n) for r in runtimes},
-            }
-            lat = measure_latency(models, BATCHES, threads=n, warmup=warmup, repeats=repeats)
+            inputs = StageInputs(loaders=make_loaders(splits, 32), labels={"val": splits.val_labels,
+                                                                           "test": splits.test_labels},
+                                 device=torch.device("cpu"), example_input=example,
+                                 latency=LatencySetting(n, warmup, repeats),
+                                 qat=TrainConfig(epochs=1, lr=0.01, schedule="constant", print_freq=1000))
+            options = {"algorithm": algorithm, "bits": 8, "calibration_batches": 2, "int8_scheme": scheme,
+                       "min_agreement": 0.0}
+            # Each start is timed in its own call, beside the dense model: ratios stay within one interleaved run.
+            d = quantize_deploy_measure(inputs, dense, {"dense": dense}, start_name="start", **options)
+            p = quantize_deploy_measure(inputs, pruned, {"dense": dense}, start_name="pruned", **options)
+            runtimes = [r for r in ("ort", "openvino") if read(d, f"int8_{r}").latency is not None]
+            ms = {name: read(result, model).latency.ms for name, (result, model) in {
+                "dense_torch_fp32": (d, "dense"), "dense_ort_fp32": (d, "dense_ort"),
+                "pruned_torch_fp32": (p, "pruned"), "dense_torch_fp32_beside_pruned": (p, "dense"),
+                **{f"dense_int8_{r}": (d, f"int8_{r}") for r in runtimes},
+                **{f"pruned_int8_{r}": (p, f"int8_{r}") for r in runtimes}}.items()}
             # The headline int8 numbers are ONNX Runtime's; OpenVINO's are reported beside them.
-            lat["dense_int8"], lat["pruned_int8"] = lat["dense_int8_ort"], lat["pruned_int8_ort"]
+            ms["dense_int8"], ms["pruned_int8"] = ms["dense_int8_ort"], ms["pruned_int8_ort"]
             ratios = {
-                **{f"dense_int8_vs_ort_fp32_b{b}": lat["dense_ort_fp32"][b] / lat["dense_int8"][b] for b in BATCHES},
-                **{f"dense_int8_vs_dense_torch_b{b}": lat["dense_torch_fp32"][b] / lat["dense_int8"][b]
+                **{f"dense_int8_vs_ort_fp32_b{b}": ms["dense_ort_fp32"][b] / ms["dense_int8"][b] for b in BATCHES},
+                **{f"dense_int8_vs_dense_torch_b{b}": ms["dense_torch_fp32"][b] / ms["dense_int8"][b]
                    for b in BATCHES},
-                **{f"pruned_int8_vs_dense_torch_b{b}": lat["dense_torch_fp32"][b] / lat["pruned_int8"][b]
+                **{f"pruned_int8_vs_dense_torch_b{b}": ms["dense_torch_fp32_beside_pruned"][b] / ms["pruned_int8"][b]
                    for b in BATCHES},
-                **{f"pruned_int8_vs_pruned_torch_b{b}": lat["pruned_torch_fp32"][b] / lat["pruned_int8"][b]
+                **{f"pruned_int8_vs_pruned_torch_b{b}": ms["pruned_torch_fp32"][b] / ms["pruned_int8"][b]
                    for b in BATCHES},
-                **{f"{m}_int8_{r}_vs_ort_fp32_b{b}": lat["dense_ort_fp32"][b] / lat[f"{m}_int8_{r}"][b]
-                   for m in ("dense", "pruned") for r in runtimes for b in BATCHES},
+                **{f"dense_int8_{r}_vs_ort_fp32_b{b}": ms["dense_ort_fp32"][b] / ms[f"dense_int8_{r}"][b]
+                   for r in runtimes for b in BATCHES},
             }
+            sizes = {"dense_fp32_bytes": read(d, "dense_ort").size_bytes, "dense_int8_bytes": read(d).size_bytes,
+                     "pruned_int8_bytes": read(p).size_bytes}
+            sizes["dense_int8_file_ratio"] = sizes["dense_int8_bytes"] / sizes["dense_fp32_bytes"]
+            sizes["pruned_int8_file_ratio"] = sizes["pruned_int8_bytes"] / sizes["dense_fp32_bytes"]
             values = {**ratios, **sizes}
             targets = {
                 name: {"value": values[name], "target": goal,
                        "met": values[name] <= goal if name.endswith("file_ratio") else values[name] >= goal}
                 for name, goal in targets_for(where).items()
             }
+            scale_keys = ("activations_from_nni", "activations_from_ort", "weights_from_nni", "weights_from_ort")
             results.append({"threads": n, "threads_setting": "all" if threads is None else threads,
                             "cpu_model": where.model, "cpu_isa": where.isa, "int8_scheme": scheme,
-                            "weight_bits": weight_bits, "runtimes": runtimes,
-                            "latency_ms": lat, "ratios": ratios, "sizes": sizes, "targets": targets,
-                            "scales": scales, "integer_ops": kernels})
+                            "weight_bits": d["weight_bits"], "runtimes": runtimes,
+                            "latency_ms": ms, "ratios": ratios, "sizes": sizes, "targets": targets,
+                            "scales": {"dense": {k: d[k] for k in scale_keys}, "pruned": {k: p[k] for k in scale_keys},
+                                       "nni_quantizer": d["nni_quantizer"]},
+                            "integer_ops": {"dense": d["integer_ops"], "pruned": p["integer_ops"]}})
     return results
 
 

@@ -3,8 +3,9 @@
 - `smoke`: synthetic data, a few hundred images, a few epochs, CPU-friendly: a trial in well under
   a minute, offline. Its accuracies say the pipeline works, nothing about CIFAR-10.
 - `full`: CIFAR-10, the recipe expected to take CIFAR ResNet-18 to >= 93% test accuracy on a GPU.
-- `cpu`: Fashion-MNIST (real images) on a 2-core CPU: the dense ResNet-18 once in <= 30 min, every
-  compression trial after it in <= 10 min, sized from measured throughput (see CPU_THROUGHPUT).
+- `cpu`: Fashion-MNIST (real images) on a 2-core CPU: the dense ResNet-18 once in <= 30 min (bf16 where the
+  CPU has it natively), every compression trial after it in <= 10 min, sized from measured throughput
+  (CPU_THROUGHPUT, at the idle rates).
 - `ci`: Fashion-MNIST at 16x16, 1,024 images: real data end to end in about a minute (CI).
 """
 
@@ -37,16 +38,15 @@ class Profile:
     qat: TrainConfig | None = None  # quantization-aware training (QAT, LSQ, DoReFa); None: `finetune`
 
 
-# ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, fp32,
-# 2 threads (`python3 -m common.cli.bench train`; "Intel(R) Xeon(R) Processor", AVX-512 + AMX, 2 cores). idle: the
-# machine to ourselves; shared: two other engineers' trials running; qat: NNI's QATQuantizer fine-tuning the
-# dense model (measured shared: 10 images/s, 0.65 of plain training per core-second). `cpu` is planned at half
-# the idle rate, so it keeps to its times with one other CPU-heavy process; on a machine as busy as "shared" it
-# takes about twice as long.
+# ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, 2 threads
+# ("Intel(R) Xeon(R) Processor", AVX-512 VNNI + AMX, 2 cores). idle: the machine to ourselves (fp32 with
+# `python3 -m common.cli.bench train`; bf16 + channels-last, TrainConfig.cpu_bf16, from torch.profiler over fit());
+# shared: two other engineers' trials running; qat: NNI's QATQuantizer fine-tuning the dense model in fp32
+# (measured shared: 10 images/s, 0.65 of plain training per core-second). In a trial beside other processes the
+# bf16 dense model trained at 85-88 images/s (10-11 min per pass over 54,000 images).
 CPU_THROUGHPUT = {
-    "idle": {"train": 55.0, "eval": 170.0, "qat": 36.0, "train_bf16": 140.0},
-    "shared": {"train": 15.0, "eval": 60.0, "qat": 10.0},
-    "planning": {"train": 27.5, "eval": 85.0, "qat": 17.0},
+    "idle": {"train": 55.0, "train_bf16": 122.0, "eval": 170.0, "qat": 36.0},
+    "shared": {"train": 15.0, "train_bf16": 85.0, "eval": 60.0, "qat": 10.0},
 }
 
 PROFILES: dict[str, Profile] = {

@@ -78,7 +78,7 @@ def test_pipeline_smoke_with_budget_through_nnictl(tmp_path):
     text = (out / "report.md").read_text()
     assert "best combined (NAS → prune → quantize): pruner=fpgm, sparsity=0.8" in text
     assert text.count("| **over** |") == 1 and text.count("| ok |") == 1
-    assert "What each step cost" in text and "deployed int8, ONNX Runtime" in text
+    assert "What each step cost" in text and "| deployed int8, " in text and " int8, cpu, 1 thread |" in text
     steps = pipeline_steps(best)
     assert [s["test_acc"] for s in steps][-1] == best["int8_test_acc"] and steps[0]["speedup_b1"] == 1.0
 

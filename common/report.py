@@ -239,7 +239,8 @@ def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
             read(result, f"{cost_name}_ort") if cost_name else Measurement())
         lat = cost.latency
         rows.append({
-            "step": label if acc_name else f"{label}, {_where(lat)}", "val_acc": acc.val_acc, "test_acc": acc.test_acc,
+            "step": f"{label}, {_where(lat)}" if not acc_name and _where(lat) else label,
+            "val_acc": acc.val_acc, "test_acc": acc.test_acc,
             "params": read(result, params_of.get(acc_name, acc_name)).params if acc_name != "sim" else None,
             "size_mb": None if file.size_bytes is None else file.size_bytes / 1e6,
             "size_ratio": file.size_bytes / dense_file.size_bytes if file.size_bytes else None,

@@ -349,15 +349,17 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
         if pipeline:
             lines += _steps_markdown(experiment, max(pipeline, key=lambda r: r["default"]))
     lines += ["", "## All trials", "",
-              "| experiment | trial | status | stage | parameters | val acc | test acc | size MB | b1 ms | budget |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| experiment | trial | status | stage | parameters | val acc | test acc | Δ test acc | size MB | b1 ms "
+              "| budget |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         res = r.result or {}
         budget = {True: "ok", False: "**over**"}.get(res.get("within_budget"), "–")
+        delta = read_comparison(res)["delta_test_acc"] if res else None
         lines.append(
             f"| {r.experiment} | {r.trial_id} | {r.status} | {res.get('trial', '–')} "
             f"| {describe(res) if res else '–'} | {_fmt(res.get('val_acc'), '.4f')} "
-            f"| {_fmt(res.get('test_acc'), '.4f')} | {_fmt(res.get('size_mb'), '.2f')} "
+            f"| {_fmt(res.get('test_acc'), '.4f')} "
+            f"| {_fmt(None if delta is None else 100 * delta, '+.2f', ' pt')} | {_fmt(res.get('size_mb'), '.2f')} "
             f"| {_fmt(res.get('latency_ms_b1'), '.2f')} | {budget} |"
         )
     if plots:

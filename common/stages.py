@@ -254,7 +254,7 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
                       latency=replace(models[f"int8_{chosen}"].latency, runtime=f"{RUNTIME_NAMES[chosen]} int8"
                                       + (f" ({bits}-bit weights on int8 kernels)" if bits < 8 else "")))
     packed = packed_weight_bytes(calibration, simulated_weights(sim.inner))
-    models["int8"] = replace(shipped, params=None, flops=None, size_bytes=None, size_kind=None)
+    models["int8"] = replace(models[f"int8_{chosen}"], latency=shipped.latency)  # `int8_*`: the shipped runtime
     models["packed"] = Measurement(size_bytes=packed, size_kind="packed")
     comparisons = {
         # Against the dense model: accuracy delta, ratios, speed-up over dense eager torch; size to its fp32 ONNX.

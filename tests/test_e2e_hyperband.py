@@ -28,7 +28,7 @@ def test_hyperband_smoke_experiment_runs_to_the_end(tmp_path, tmp_path_factory):
         assert budgets == [1, 1, 2], budgets  # R=2, eta=2: two configurations x 1 epoch, then one x 2
         for t in trials:  # the budget is the number of fine-tune epochs: one intermediate result per epoch ...
             log = exp.trial_log(t["id"], tail=None)
-            built = re.search(r"pruned \S+ \S+ \S+: built and cached", log) is not None
+            built = re.search(r"^.*pruned .+: built and cached$", log, re.M) is not None
             # ... unless an earlier smoke run cached this (pruner, sparsity, epochs) stage: then none
             assert len(exp.intermediate(t["id"])) == (t["result"]["TRIAL_BUDGET"] if built else 0), log
             assert built or "loaded from cache" in log, log

@@ -1,4 +1,10 @@
-"""The quantize → deploy → measure stage that the quantization and pipeline trials share.
+"""The stages trials chain, each a function of plain values that returns a model and what was measured:
+
+- `dense_stage(inputs, arch)`: the architecture trained, once, through the artifact cache;
+- `pruned_stage(inputs, arch, pruner, sparsity, ...)`: the cached dense model pruned (one-shot or gradual)
+  and fine-tuned, cached too, so trials sharing this prefix (quantization from a 50%-pruned model, the
+  pipeline) do not repeat it; `inputs`: `TrainingInputs`, `training_inputs(session)` resolves them;
+- `quantize_deploy_measure(inputs, start, references, ...)`, which the quantization and pipeline trials share.
 
 `quantize_deploy_measure(inputs, start, {"dense": resnet18, ...}, ...)` (`inputs`: plain values, `StageInputs`)
 quantizes `start` with an NNI quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's
@@ -17,8 +23,8 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
 
-`compress_pipeline(session, arch, ...)` is seed experiment 4 built on it: the architecture trained and
-pruned through the artifact cache, then this stage, with the dense ResNet-18 as `dense`.
+`compress_pipeline(session, arch, ...)` is seed experiment 4 built on the three: the architecture trained
+and pruned through the artifact cache, then quantized and deployed, with the dense ResNet-18 as `dense`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,8 @@ import torch
 from torch import nn
 
 from common import cpu
+from common.cache import ArtifactCache
+from common.data import TensorLoader
 from common.deploy import (
     RUNTIME_NAMES,
     DeploymentError,
@@ -52,8 +60,9 @@ from common.deploy import (
     runtime_module,
 )
 from common.metrics import LatencySetting, measure_latency, size_measurement
-from common.models import arch_key
+from common.models import arch_key, build_model, load_resized
 from common.profiles import MIN_AGREEMENT
+from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
 from common.quantization import (
     ALGORITHMS,
     BITS,
@@ -64,7 +73,7 @@ from common.quantization import (
     take_inputs,
 )
 from common.record import LATENCY_BATCHES, SPLITS, Latency, Measurement, comparison_keys, result_keys
-from common.train import TrainConfig, fp32_exact, predict
+from common.train import TrainConfig, evaluate, fit, fp32_exact, predict, seed_everything, training_precision
 from common.trial import Session, report_intermediate
 
 DEPLOYED_MODEL_FILE = "model.int8.onnx"
@@ -120,6 +129,160 @@ def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], di
             unique[name] = model
         alias[name] = first or name
     return unique, alias
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """The plain values the cached dense and pruned stages work on; `training_inputs(session)` resolves them."""
+
+    loaders: Mapping[str, TensorLoader]  # "train", "val", "test"
+    device: torch.device
+    cache: ArtifactCache
+    data_key: Mapping[str, Any]  # what identifies the data and its batching in a cache key
+    num_classes: int
+    image_shape: tuple[int, ...]  # (channels, height, width): every model is built for these images
+    seed: int
+    train: TrainConfig  # the dense model's recipe
+    finetune: TrainConfig  # the recovery recipe after pruning (distillation and budget applied)
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # intermediate results (NNI)
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        return torch.randn(1, *self.image_shape)
+
+    def build(self, arch: str | dict, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+        model = build_model(arch, self.num_classes, self.image_shape[0])
+        return model if state is None else load_resized(model, state)
+
+
+def training_inputs(session: Session) -> TrainingInputs:
+    return TrainingInputs(loaders=session.loaders, device=session.device, cache=session.cache,
+                          data_key=session.data_key(), num_classes=session.splits.num_classes,
+                          image_shape=tuple(session.splits.train_images.shape[1:]), seed=session.args.seed,
+                          train=session.profile.train, finetune=session.finetune_config(),
+                          on_epoch_end=report_intermediate)
+
+
+def dense_key(inputs: TrainingInputs, arch: str | dict) -> dict[str, Any]:
+    return {"stage": "dense", "arch": arch_key(arch), **inputs.data_key, "seed": inputs.seed,
+            "train": asdict(inputs.train),
+            "precision": training_precision(inputs.train, inputs.device)}  # bf16 only where this CPU has it
+
+
+def dense_stage(inputs: TrainingInputs, arch: str | dict = "resnet18",
+                report_epochs: bool = False) -> tuple[nn.Module, dict]:
+    """The trained dense model from the artifact cache; trained here (once, under a lock) if missing.
+    Returns the model (on `inputs.device`, in eval mode) and its training history."""
+
+    def build() -> tuple[dict, dict]:
+        seed_everything(inputs.seed)
+        model = inputs.build(arch).to(inputs.device)
+        history = fit(model, inputs.loaders["train"], inputs.train, device=inputs.device,
+                      val_loader=inputs.loaders["val"], on_epoch_end=inputs.on_epoch_end if report_epochs else None)
+        return _cpu_state(model), {"history": history}
+
+    state, info, built = inputs.cache.get_or_build("dense", dense_key(inputs, arch), build)
+    print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
+    return inputs.build(arch, state).to(inputs.device).eval(), info
+
+
+def pruned_key(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, schedule: str = "oneshot",
+               steps: int = 1) -> dict[str, Any]:
+    return {**dense_key(inputs, arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
+            "finetune": asdict(inputs.finetune),
+            "finetune_precision": training_precision(inputs.finetune, inputs.device),
+            # Named only for more than one round, so one-shot entries stay valid (gradual in 1 step is one-shot).
+            **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {})}
+
+
+def pruned_stage(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, *,
+                 schedule: str = "oneshot", steps: int = 1, report_epochs: bool = False) -> tuple[nn.Module, dict]:
+    """The cached dense model, pruned and fine-tuned (with distillation from it when `inputs.finetune` says
+    so), from the artifact cache or built here. `pruner` and `sparsity` as parse_params checked them
+    (common.pruning.validate), `schedule` and `steps` as resolve_steps gave them: with more than one step,
+    gradual pruning (its info adds `rounds`). Info: PruneStats as `stats`, `val_acc_before_finetune`, history."""
+
+    def build() -> tuple[dict, dict]:
+        dense, _ = dense_stage(inputs, arch)  # only when the pruned entry is missing: the key does not need it
+        seed_everything(inputs.seed)
+        if steps > 1:
+            return _prune_gradually(inputs, dense, pruner, sparsity, steps, report_epochs)
+        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, inputs.example_input)
+        pruned = pruned.to(inputs.device)
+        before = evaluate(pruned, inputs.loaders["val"], device=inputs.device)["accuracy"]
+        print(f"pruned {pruner} {sparsity:.2f}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
+              f"val_acc before fine-tune {before:.4f}", flush=True)
+        history = _finetune(inputs, pruned, inputs.finetune, dense, report_epochs)
+        return _cpu_state(pruned), {"stats": asdict(stats), "val_acc_before_finetune": before, "history": history}
+
+    key = pruned_key(inputs, arch, pruner, sparsity, schedule, steps)
+    state, info, built = inputs.cache.get_or_build("pruned", key, build)
+    how = f" gradual in {steps} steps" if steps > 1 else ""
+    print(f"pruned {arch_key(arch)} {pruner} {sparsity}{how}: "
+          f"{'built and cached' if built else 'loaded from cache'}", flush=True)
+    return inputs.build(arch, state).to(inputs.device).eval(), info
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+class _FromEpoch:
+    """A training loader that starts at loader epoch `epoch` (`fit` resets its loader first)."""
+
+    def __init__(self, loader: TensorLoader, epoch: int) -> None:
+        self.loader, self.epoch = loader, epoch
+
+    def reset(self) -> None:
+        self.loader.epoch = self.epoch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+def _finetune(inputs: TrainingInputs, model: nn.Module, config: TrainConfig, teacher: nn.Module,
+              report_epochs: bool, first_epoch: int = 0) -> dict:
+    """Fine-tune `model` with `config` (distilling from `teacher` when its distill_weight > 0). `first_epoch`:
+    the loader epoch to start at, so that a later gradual-pruning round trains on fresh batches (as one-shot's
+    later epochs do), not on the first round's again."""
+    train = inputs.loaders["train"]
+    loader = train if first_epoch == 0 else _FromEpoch(train, first_epoch)
+    return fit(model, loader, config, device=inputs.device, val_loader=inputs.loaders["val"],
+               on_epoch_end=inputs.on_epoch_end if report_epochs else None, teacher=teacher)
+
+
+def _prune_gradually(inputs: TrainingInputs, dense: nn.Module, pruner: str, sparsity: float, steps: int,
+                     report_epochs: bool) -> tuple[dict, dict]:
+    """`steps` rounds of (prune to the next level of common.pruning.sparsity_schedule, fine-tune), together
+    with one-shot's fine-tune steps (split_finetune): the comparison with one-shot is at equal training cost."""
+    cfg = split_finetune(inputs.finetune, steps, len(inputs.loaders["train"]))
+    rounds: list[dict[str, float]] = []
+    history: dict[str, list[float]] = {}
+
+    def finetune_round(k: int, model: nn.Module, stats: PruneStats) -> None:
+        model.to(inputs.device)
+        before = evaluate(model, inputs.loaders["val"], device=inputs.device)["accuracy"]
+        print(f"pruning round {k + 1}/{steps}: {pruner} to {stats.sparsity:.3f}, params {stats.params_after:,}, "
+              f"val_acc before fine-tune {before:.4f}", flush=True)
+        # Round k trains on loader epochs [k * e, (k + 1) * e): fresh batches, like one-shot's later epochs.
+        # Only the last round, at the target sparsity, reports to NNI: an assessor (Medianstop) compares
+        # intermediate results step by step with one-shot trials', which are all at the target sparsity.
+        h = _finetune(inputs, model, cfg, dense, report_epochs and k == steps - 1, first_epoch=k * cfg.epochs)
+        for name, values in h.items():
+            history.setdefault(name, []).extend(values)
+        rounds.append({"sparsity": stats.sparsity, "params": stats.params_after, "flops": stats.flops_after,
+                       "val_acc_before_finetune": before, "val_acc_after_finetune": (h["val_acc"] or [before])[-1]})
+
+    pruned, stats, _ = prune_gradually(copy.deepcopy(dense).cpu(), pruner, sparsity, steps, inputs.example_input,
+                                       finetune_round)
+    print(f"pruned {pruner} {sparsity:.2f} in {steps} rounds: params x{stats.params_ratio:.3f}, "
+          f"FLOPs x{stats.flops_ratio:.3f}", flush=True)
+    # val_acc_before_finetune: after the first cut, the only one made to a model that has not been fine-tuned.
+    return _cpu_state(pruned), {"stats": asdict(stats), "val_acc_before_finetune": rounds[0]["val_acc_before_finetune"],
+                                "rounds": rounds, "finetune_per_round": asdict(cfg), "history": history}
 
 
 @dataclass(frozen=True)
@@ -338,9 +501,10 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
     """
-    baseline, _ = session.dense_model("resnet18")
-    trained = baseline if arch == "resnet18" else session.dense_model(arch)[0]
-    pruned, prune_info = session.pruned_model(arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps)
+    training = training_inputs(session)
+    baseline, _ = dense_stage(training, "resnet18")
+    trained = baseline if arch == "resnet18" else dense_stage(training, arch)[0]
+    pruned, prune_info = pruned_stage(training, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps)
     metrics = quantize_deploy_measure(stage_inputs(session), pruned, {"dense": baseline, "arch": trained},
                                       algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",

@@ -1,5 +1,5 @@
-"""What every trial script shares: parameters, the session (device, data, cache), the cached dense
-baseline, measurement, and the final report to NNI.
+"""What every trial script shares: parameters, the session (device, data, cache, resolved recipes),
+measurement, and the final report to NNI. The cached stages themselves are in common/stages.py.
 
 Parameters follow torchvision's references + NNI's `merge_parameter`: the argparse defaults are the
 single source of truth, the tuner's values override them, and a key the script does not know
@@ -9,13 +9,12 @@ fails loudly (a typo in search_space.json must not silently train the default).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,13 +25,12 @@ from common import cpu, nni_compat
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import LatencySetting, measure_latency, size_measurement
-from common.models import arch_key, build_model, load_resized
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
-from common.pruning import PruneStats, prune_gradually, prune_model, resolve_steps, split_finetune
+from common.pruning import resolve_steps
 from common.pruning import validate as validate_pruning
 from common.record import LATENCY_BATCHES, Latency, Measurement, comparison_keys, result_keys
-from common.train import TrainConfig, evaluate, fit, seed_everything, training_precision
+from common.train import TrainConfig, evaluate, seed_everything
 
 
 class BadArgumentsError(SystemExit):
@@ -151,7 +149,7 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
             raise ValueError(f"--keep-model {keep}: not a writable file path (is {target.parent} a writable folder?)")
     # Whatever else the profile's fine-tune recipe rejects (TrainConfig checks its own fields).
     try:
-        Session(args, get_profile(args.profile, dataset=args.dataset), None, None, None, None).finetune_config()
+        finetune_config(args, get_profile(args.profile, dataset=args.dataset))
     except ValueError as err:
         raise ValueError(f"fine-tune parameters (--finetune-epochs, --trial-budget, ...): {err}") from err
 
@@ -175,20 +173,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-class _FromEpoch:
-    """`loader` whose reset() (fit's first call) goes to epoch `epoch` instead of 0."""
-
-    def __init__(self, loader: TensorLoader, epoch: int) -> None:
-        self.loader, self.epoch = loader, epoch
-
-    def reset(self) -> None:
-        self.loader.epoch = self.epoch
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        return iter(self.loader)
+def finetune_config(args: argparse.Namespace, profile: Profile, qat: bool = False) -> TrainConfig:
+    """The recovery recipe after pruning, or (`qat`) the quantization-aware training recipe, with the trial's
+    --finetune-epochs, advisor budget and distillation flags applied."""
+    cfg = (profile.qat or profile.finetune) if qat else profile.finetune
+    weight = float(getattr(args, "distill_weight", 0.0) or 0.0)
+    if weight:  # T only with a weight: runs without distillation share one cache entry whatever T says
+        cfg = replace(cfg, distill_weight=weight, distill_temperature=float(args.distill_temperature))
+    budget = getattr(args, "TRIAL_BUDGET", None)
+    if budget is not None:  # an advisor's budget wins; BOHB's may be fractional
+        return replace(cfg, epochs=max(1, round(float(budget))))
+    finetune_epochs = getattr(args, "finetune_epochs", None)
+    return cfg if finetune_epochs is None else replace(cfg, epochs=finetune_epochs)
 
 
 @dataclass
@@ -211,11 +207,10 @@ class Session:
     def example_input(self) -> torch.Tensor:
         return torch.randn(1, *self.splits.train_images.shape[1:])
 
-    def dense_key(self, arch: str | dict) -> dict[str, Any]:
+    def data_key(self) -> dict[str, Any]:
+        """What identifies the loaded data and how it is batched, in every cached stage's key."""
         p = self.profile
         return {
-            "stage": "dense",
-            "arch": arch_key(arch),
             "dataset": p.dataset,
             "train_limit": p.train_limit,
             "eval_limit": p.eval_limit,
@@ -224,115 +219,11 @@ class Session:
             **({"crop_pad": p.crop_pad} if p.crop_pad != 4 else {}),
             "num_classes": self.splits.num_classes,
             "data": self.splits.fingerprint,  # what was loaded, not just its name: changed images rebuild
-            "seed": self.args.seed,
             "batch_size": p.batch_size,
-            "train": asdict(p.train),
-            "precision": training_precision(p.train, self.device),  # bf16 only where this CPU has it natively
         }
 
-    def dense_model(self, arch: str | dict = "resnet18", report_epochs: bool = False) -> tuple[nn.Module, dict]:
-        """The trained dense model from the artifact cache; trained here (once, under a lock) if missing."""
-
-        def build() -> tuple[dict, dict]:
-            seed_everything(self.args.seed)
-            model = build_model(arch, self.splits.num_classes, self.in_channels).to(self.device)
-            on_epoch = report_intermediate if report_epochs else None
-            history = fit(model, self.loaders["train"], self.profile.train, device=self.device,
-                          val_loader=self.loaders["val"], on_epoch_end=on_epoch)
-            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            return state, {"history": history}
-
-        state, info, built = self.cache.get_or_build("dense", self.dense_key(arch), build)
-        model = build_model(arch, self.splits.num_classes, self.in_channels)
-        load_resized(model, state)
-        print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
-        return model.to(self.device).eval(), info
-
     def finetune_config(self, qat: bool = False) -> TrainConfig:
-        """The recovery recipe after pruning, or (`qat`) the quantization-aware training recipe."""
-        cfg = (self.profile.qat or self.profile.finetune) if qat else self.profile.finetune
-        weight = float(getattr(self.args, "distill_weight", 0.0) or 0.0)
-        if weight:  # T only with a weight: runs without distillation share one cache entry whatever T says
-            cfg = replace(cfg, distill_weight=weight, distill_temperature=float(self.args.distill_temperature))
-        budget = getattr(self.args, "TRIAL_BUDGET", None)
-        if budget is not None:  # an advisor's budget wins; BOHB's may be fractional
-            return replace(cfg, epochs=max(1, round(float(budget))))
-        return cfg if self.args.finetune_epochs is None else replace(cfg, epochs=self.args.finetune_epochs)
-
-    def finetune(self, model: nn.Module, report_epochs: bool = True, teacher: nn.Module | None = None,
-                 config: TrainConfig | None = None, first_epoch: int = 0) -> dict:
-        """Fine-tune `model` with the profile's recipe (or `config`); with `--distill-weight` > 0 it learns from
-        `teacher` too. `first_epoch`: the loader epoch to start at, so that a later gradual-pruning round trains on
-        fresh batches (as one-shot's later epochs do), not on the first round's again."""
-        loader = self.loaders["train"] if first_epoch == 0 else _FromEpoch(self.loaders["train"], first_epoch)
-        return fit(model, loader, config or self.finetune_config(), device=self.device,
-                   val_loader=self.loaders["val"], on_epoch_end=report_intermediate if report_epochs else None,
-                   teacher=teacher)
-
-    def pruned_model(self, arch: str | dict, pruner: str, sparsity: float, report_epochs: bool = False,
-                     schedule: str = "oneshot", steps: int = 1) -> tuple[nn.Module, dict]:
-        """The cached dense model, pruned and fine-tuned; cached too, so trials sharing this prefix
-        (quantization from a 50%-pruned model, the combined pipeline) do not repeat it. `pruner` and `sparsity`
-        as parse_params checked them (common.pruning.validate), `schedule` and `steps` as resolve_steps gave them:
-        with more than one step, gradual pruning (`_prune_gradually`; its info adds `rounds`)."""
-        key = {**self.dense_key(arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
-               "finetune": asdict(self.finetune_config()),
-               "finetune_precision": training_precision(self.finetune_config(), self.device),
-               # Named only for more than one round, so one-shot entries stay valid (gradual in 1 step is one-shot).
-               **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {})}
-
-        def build() -> tuple[dict, dict]:
-            dense, _ = self.dense_model(arch)  # only when the pruned entry is missing: the key does not need it
-            seed_everything(self.args.seed)
-            if steps > 1:
-                return self._prune_gradually(dense, pruner, sparsity, steps, report_epochs)
-            pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, self.example_input)
-            pruned = pruned.to(self.device)
-            before = self.accuracy(pruned)
-            print(f"pruned {pruner} {sparsity:.2f}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
-                  f"val_acc before fine-tune {before['val_acc']:.4f}", flush=True)
-            history = self.finetune(pruned, report_epochs, teacher=dense)  # distils if the key's config says so
-            state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
-            return state, {"stats": asdict(stats), "val_acc_before_finetune": before["val_acc"], "history": history}
-
-        state, info, built = self.cache.get_or_build("pruned", key, build)
-        model = load_resized(build_model(arch, self.splits.num_classes, self.in_channels), state)
-        how = f" gradual in {steps} steps" if steps > 1 else ""
-        print(f"pruned {arch_key(arch)} {pruner} {sparsity}{how}: "
-              f"{'built and cached' if built else 'loaded from cache'}", flush=True)
-        return model.to(self.device).eval(), info
-
-    def _prune_gradually(self, dense: nn.Module, pruner: str, sparsity: float, steps: int,
-                         report_epochs: bool) -> tuple[dict, dict]:
-        """`steps` rounds of (prune to the next level of common.pruning.sparsity_schedule, fine-tune), together
-        with one-shot's fine-tune steps (split_finetune): the comparison with one-shot is at equal training cost."""
-        cfg = split_finetune(self.finetune_config(), steps, len(self.loaders["train"]))
-        rounds: list[dict[str, float]] = []
-        history: dict[str, list[float]] = {}
-
-        def finetune_round(k: int, model: nn.Module, stats: PruneStats) -> None:
-            model.to(self.device)
-            before = evaluate(model, self.loaders["val"], device=self.device)["accuracy"]
-            print(f"pruning round {k + 1}/{steps}: {pruner} to {stats.sparsity:.3f}, params {stats.params_after:,}, "
-                  f"val_acc before fine-tune {before:.4f}", flush=True)
-            # Round k trains on loader epochs [k * e, (k + 1) * e): fresh batches, like one-shot's later epochs.
-            # Only the last round, at the target sparsity, reports to NNI: an assessor (Medianstop) compares
-            # intermediate results step by step with one-shot trials', which are all at the target sparsity.
-            h = self.finetune(model, report_epochs and k == steps - 1, teacher=dense, config=cfg,
-                              first_epoch=k * cfg.epochs)
-            for name, values in h.items():
-                history.setdefault(name, []).extend(values)
-            rounds.append({"sparsity": stats.sparsity, "params": stats.params_after, "flops": stats.flops_after,
-                           "val_acc_before_finetune": before, "val_acc_after_finetune": (h["val_acc"] or [before])[-1]})
-
-        pruned, stats, _ = prune_gradually(copy.deepcopy(dense).cpu(), pruner, sparsity, steps, self.example_input,
-                                           finetune_round)
-        print(f"pruned {pruner} {sparsity:.2f} in {steps} rounds: params x{stats.params_ratio:.3f}, "
-              f"FLOPs x{stats.flops_ratio:.3f}", flush=True)
-        state = {k: v.detach().cpu() for k, v in pruned.state_dict().items()}
-        # val_acc_before_finetune: after the first cut, the only one made to a model that has not been fine-tuned.
-        return state, {"stats": asdict(stats), "val_acc_before_finetune": rounds[0]["val_acc_before_finetune"],
-                       "rounds": rounds, "finetune_per_round": asdict(cfg), "history": history}
+        return finetune_config(self.args, self.profile, qat)
 
     def accuracy(self, model: nn.Module) -> dict[str, float]:
         return {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import data, trial
+from common import data, stages, trial
 from common.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, DatasetNotFoundError, load_splits
 from common.models import ResNetSpec, build_model, to_spec
 from common.record import LATENCY_BATCHES
@@ -132,8 +132,8 @@ def test_session_builds_prunes_measures_and_exports_one_channel_models(fake_fash
     session = trial.start_session(args)
     assert session.in_channels == 1 and tuple(session.example_input.shape) == (1, 1, 28, 28)
     assert args.dataset == "fashion-mnist"  # echoed as used
-    dense, _ = session.dense_model(TINY)
-    pruned, info = session.pruned_model(TINY, "fpgm", 0.5)
+    dense, _ = stages.dense_stage(stages.training_inputs(session), TINY)
+    pruned, info = stages.pruned_stage(stages.training_inputs(session), TINY, "fpgm", 0.5)
     assert dense.conv1.in_channels == pruned.conv1.in_channels == 1
     assert pruned.conv1.out_channels < dense.conv1.out_channels
     assert 0 < session.describe(pruned).flops < session.describe(dense).flops
@@ -147,6 +147,7 @@ def test_profile_image_size_and_crop_reach_the_data_and_the_cache_key(system_dir
     flags = ["--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache")]
     ci = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "ci", *flags]))
     assert ci.profile.dataset == "fashion-mnist" and ci.splits.train_images.shape[1:] == (1, 16, 16)
-    assert ci.loaders["train"].pad == 0 and ci.dense_key("resnet18")["crop_pad"] == 0
+    assert ci.loaders["train"].pad == 0 and stages.dense_key(stages.training_inputs(ci), "resnet18")["crop_pad"] == 0
     smoke = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "smoke", *flags]))
-    assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke.dense_key("resnet18")  # default: old keys hold
+    smoke_key = stages.dense_key(stages.training_inputs(smoke), "resnet18")
+    assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke_key  # the default: older entries hold

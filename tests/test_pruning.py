@@ -204,33 +204,29 @@ def test_prune_trial_rejects_zero_prune_steps_in_seconds():
     assert proc.stderr.strip().splitlines()[-1] == "ValueError: --prune-steps must be an integer >= 1, got 0"
 
 
-def test_gradual_pruned_model_in_a_session(tmp_path):
-    """Through Session.pruned_model: its own cache entry (one-shot's key unchanged, 1 step shares it), one-shot's
+def test_gradual_pruned_stage(tmp_path):
+    """Through the pruned stage: its own cache entry (one-shot's key unchanged, 1 step shares it), one-shot's
     widths, one-shot's fine-tune epochs split across the rounds, each round on fresh loader epochs."""
-    from dataclasses import replace
-
-    from common import trial
     from common.cache import ArtifactCache
     from common.data import load_splits, make_loaders
-    from common.profiles import get_profile
+    from common.stages import TrainingInputs, pruned_stage
 
-    profile = replace(get_profile("smoke"), batch_size=32, train_limit=96, eval_limit=32,
-                      train=TrainConfig(epochs=1, lr=0.2, print_freq=100),
-                      finetune=TrainConfig(epochs=2, lr=0.02, schedule="cosine", print_freq=100))
     splits = load_splits("synthetic", tmp_path, train_limit=96, eval_limit=32)
-    args = trial.parse_params(_prune_parser(), [])
-    session = trial.Session(args, profile, torch.device("cpu"), splits, make_loaders(splits, 32, seed=0),
-                            ArtifactCache(tmp_path / "cache"))
+    inputs = TrainingInputs(loaders=make_loaders(splits, 32, seed=0), device=torch.device("cpu"),
+                            cache=ArtifactCache(tmp_path / "cache"), data_key={"data": splits.fingerprint},
+                            num_classes=splits.num_classes, image_shape=tuple(splits.train_images.shape[1:]), seed=0,
+                            train=TrainConfig(epochs=1, lr=0.2, print_freq=100),
+                            finetune=TrainConfig(epochs=2, lr=0.02, schedule="cosine", print_freq=100))
     keys = []
-    get_or_build = session.cache.get_or_build
-    session.cache.get_or_build = lambda name, key, build: keys.append(key) or get_or_build(name, key, build)
+    get_or_build = inputs.cache.get_or_build
+    inputs.cache.get_or_build = lambda name, key, build: keys.append(key) or get_or_build(name, key, build)
     tiny = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
 
-    one_shot, one_info = session.pruned_model(tiny, "l1", 0.5)
-    assert session.loaders["train"].epoch == 2
-    gradual, info = session.pruned_model(tiny, "l1", 0.5, schedule="gradual", steps=2)
-    assert session.loaders["train"].epoch == 2  # round 2 trained on epoch 1, not on round 1's epoch 0 again
-    session.pruned_model(tiny, "l1", 0.5, schedule="gradual", steps=1)
+    one_shot, one_info = pruned_stage(inputs, tiny, "l1", 0.5)
+    assert inputs.loaders["train"].epoch == 2
+    gradual, info = pruned_stage(inputs, tiny, "l1", 0.5, schedule="gradual", steps=2)
+    assert inputs.loaders["train"].epoch == 2  # round 2 trained on epoch 1, not on round 1's epoch 0 again
+    pruned_stage(inputs, tiny, "l1", 0.5, schedule="gradual", steps=1)
 
     one_key, gradual_key, one_step_key = [k for k in keys if k["stage"] == "pruned"]
     assert "prune_schedule" not in one_key and "prune_steps" not in one_key

@@ -163,3 +163,19 @@ def test_keep_model_is_a_quant_and_pipeline_flag():
 
     for parser in (quant_parser(), pipeline_parser()):
         assert parser.parse_args(["--keep-model", "m.onnx"]).keep_model == "m.onnx"
+
+
+def test_cached_stage_keys_are_those_existing_caches_hold(tmp_path):
+    """The dense and pruned keys of a trial session, pinned: a change to them silently retrains every user's
+    cached models (the digests are those entries' folder names), so it must be a deliberate one."""
+    from common import trial
+    from common.cache import key_digest
+    from common.stages import dense_key, pruned_key, training_inputs
+
+    args = trial.parse_params(trial.base_parser("t"), ["--cache-dir", str(tmp_path / "c"), "--data-dir",
+                                                       str(tmp_path / "d"), "--distill-weight", "0.5"])
+    inputs = training_inputs(trial.start_session(args))
+    assert key_digest(dense_key(inputs, TINY)) == "159cc0fa1586f6e4"
+    assert key_digest(pruned_key(inputs, TINY, "l1", 0.5)) == "bc485e5024bad50e"
+    assert key_digest(pruned_key(inputs, TINY, "l1", 0.5, "gradual", 1)) == "bc485e5024bad50e"  # 1 step: one-shot
+    assert key_digest(pruned_key(inputs, TINY, "fpgm", 0.5, "gradual", 3)) == "66cbe9f52fb6127d"

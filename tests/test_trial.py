@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from common import trial
+from common import stages, trial
 from common.data import DATASETS, DatasetNotFoundError
 from common.metrics import count_params
 from common.models import build_model
@@ -151,9 +151,9 @@ def test_baseline_trial_on_cifar_format_files(fake_cifar_dir, tmp_path, capsys):
         "--dataset", "cifar10", "--data-dir", str(fake_cifar_dir.root), "--cache-dir", str(tmp_path / "cache")])
     session = trial.start_session(args)
     assert len(session.splits.test_labels) == 30 and session.splits.classes[0] == "airplane"
-    model, info = session.dense_model("resnet18")
+    model, info = stages.dense_stage(stages.training_inputs(session), "resnet18")
     assert len(info["history"]["train_loss"]) == get_profile("smoke").train.epochs
-    again, _ = session.dense_model("resnet18")  # second call: from the cache, same weights
+    again, _ = stages.dense_stage(stages.training_inputs(session), "resnet18")  # from the cache, same weights
     assert all((a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
     assert "loaded from cache" in capsys.readouterr().out
 
@@ -172,12 +172,12 @@ def test_advisor_budget_sets_the_finetune_epochs(tuner):
     """Hyperband/BOHB add TRIAL_BUDGET to the parameters; it must be accepted and become the fine-tune epochs."""
     tuner({"pruner": "l1", "sparsity": 0.5, "TRIAL_BUDGET": 3})
     args = trial.parse_params(prune_parser(), ["--finetune-epochs", "7"])
-    session = trial.Session(args, get_profile("smoke"), None, None, None, None)
-    assert session.finetune_config().epochs == 3  # the advisor's budget wins over the flag
+    smoke = get_profile("smoke")
+    assert trial.finetune_config(args, smoke).epochs == 3  # the advisor's budget wins over the flag
     args.TRIAL_BUDGET = 1.67  # BOHB's budgets can be fractional
-    assert session.finetune_config().epochs == 2
+    assert trial.finetune_config(args, smoke).epochs == 2
     args.TRIAL_BUDGET = None
-    assert session.finetune_config().epochs == 7
+    assert trial.finetune_config(args, smoke).epochs == 7
 
 
 def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir, tmp_path, capsys):
@@ -197,40 +197,40 @@ def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir
 
     first, again, changed = session(root), session(root), session(other)
     assert first.splits.classes == changed.splits.classes and first.splits.num_classes == changed.splits.num_classes
-    assert first.dense_key(TINY) == again.dense_key(TINY)  # same files: the same entry
-    assert first.dense_key(TINY) != changed.dense_key(TINY)
-    for s in (first, again, changed):
-        s.dense_model(TINY)
+    first, again, changed = (stages.training_inputs(s) for s in (first, again, changed))
+    assert stages.dense_key(first, TINY) == stages.dense_key(again, TINY)  # same files: the same entry
+    assert stages.dense_key(first, TINY) != stages.dense_key(changed, TINY)
+    for inputs in (first, again, changed):
+        stages.dense_stage(inputs, TINY)
     out = [line.split(": ")[-1] for line in capsys.readouterr().out.splitlines() if line.startswith("dense ")]
     assert out == ["trained and cached", "loaded from cache", "trained and cached"]
 
 
 def test_a_cached_pruned_model_is_the_same_whichever_process_built_it(tmp_path):
     """Built in the process that trained the dense model, or after loading that model from the cache: the same
-    key, so the same weights (the loader's epoch counter must not carry over from dense training)."""
-    from dataclasses import replace
-
+    key, so the same weights (the loader's epoch counter must not carry over from dense training). The stages
+    are called on plain values, without a session."""
     from common.cache import ArtifactCache
     from common.data import load_splits, make_loaders
     from common.train import TrainConfig
 
-    profile = replace(get_profile("smoke"), batch_size=32, train_limit=96, eval_limit=32,
-                      train=TrainConfig(epochs=2, lr=0.2, print_freq=100),
-                      finetune=TrainConfig(epochs=1, lr=0.02, schedule="cosine", print_freq=100))
     splits = load_splits("synthetic", tmp_path, train_limit=96, eval_limit=32)
-    args = trial.parse_params(prune_parser(), [])
 
-    def session(cache_dir):
-        loaders = make_loaders(splits, profile.batch_size, seed=args.seed)
-        return trial.Session(args, profile, torch.device("cpu"), splits, loaders, ArtifactCache(cache_dir))
+    def inputs(cache_dir):
+        return stages.TrainingInputs(
+            loaders=make_loaders(splits, 32, seed=0), device=torch.device("cpu"), cache=ArtifactCache(cache_dir),
+            data_key={"dataset": "synthetic", "data": splits.fingerprint}, num_classes=splits.num_classes,
+            image_shape=tuple(splits.train_images.shape[1:]), seed=0,
+            train=TrainConfig(epochs=2, lr=0.2, print_freq=100),
+            finetune=TrainConfig(epochs=1, lr=0.02, schedule="cosine", print_freq=100))
 
-    trained_here = session(tmp_path / "a")
-    trained_here.dense_model(TINY)
-    pruned_a, _ = trained_here.pruned_model(TINY, "l1", 0.5)
-    dense_entry = trained_here.cache.entry_dir("dense", trained_here.dense_key(TINY))
+    trained_here = inputs(tmp_path / "a")
+    stages.dense_stage(trained_here, TINY)
+    pruned_a, _ = stages.pruned_stage(trained_here, TINY, "l1", 0.5)
+    dense_entry = trained_here.cache.entry_dir("dense", stages.dense_key(trained_here, TINY))
     shutil.copytree(dense_entry, tmp_path / "b" / dense_entry.name)  # a cache holding only the dense model
-    loaded = session(tmp_path / "b")
-    pruned_b, _ = loaded.pruned_model(TINY, "l1", 0.5)
+    loaded = inputs(tmp_path / "b")
+    pruned_b, _ = stages.pruned_stage(loaded, TINY, "l1", 0.5)
     assert not list((tmp_path / "b").glob("dense-*.lock")), "the dense model must come from the cache"
     a, b = pruned_a.state_dict(), pruned_b.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -6,6 +6,7 @@
 import _path  # noqa: F401
 
 from common.record import result_keys
+from common.stages import dense_stage, training_inputs
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
@@ -13,7 +14,7 @@ def main() -> None:
     args = parse_params(base_parser(__doc__))
     session = start_session(args)
 
-    dense, _ = session.dense_model("resnet18", report_epochs=True)
+    dense, _ = dense_stage(training_inputs(session), "resnet18", report_epochs=True)
     report_objective(result_keys(session.measure({"dense": dense})["dense"]), args)
 
 

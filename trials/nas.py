@@ -10,6 +10,7 @@ import _path  # noqa: F401
 
 from common.models import arch_key
 from common.nas import add_candidate_arguments, arch_dict, candidate_from_args, candidate_metrics
+from common.stages import dense_stage, training_inputs
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 
@@ -27,8 +28,9 @@ def main() -> None:
     session = start_session(args)
 
     arch = arch_dict(candidate)
-    model, _ = session.dense_model(arch, report_epochs=True)
-    baseline = session.dense_model("resnet18")[0] if args.compare_baseline else None
+    training = training_inputs(session)
+    model, _ = dense_stage(training, arch, report_epochs=True)
+    baseline = dense_stage(training, "resnet18")[0] if args.compare_baseline else None
 
     metrics = {"arch": arch_key(arch), **candidate_metrics(session, model, baseline)}
     report_objective(metrics, args)

@@ -8,6 +8,7 @@ fine-tune → measure next to the dense model → report to NNI.
 import _path  # noqa: F401
 
 from common.pruning import add_pruning_arguments
+from common.stages import dense_stage, pruned_stage, training_inputs
 from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session
 
 
@@ -21,9 +22,10 @@ def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     session = start_session(args)
 
-    dense, _ = session.dense_model("resnet18")
-    pruned, info = session.pruned_model("resnet18", args.pruner, args.sparsity, report_epochs=True,
-                                        schedule=args.prune_schedule, steps=args.prune_steps)
+    training = training_inputs(session)
+    dense, _ = dense_stage(training, "resnet18")
+    pruned, info = pruned_stage(training, "resnet18", args.pruner, args.sparsity, schedule=args.prune_schedule,
+                                steps=args.prune_steps, report_epochs=True)
 
     metrics = compression_metrics(session, pruned, dense)
     metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]  # gradual: after the first round's cut

@@ -11,7 +11,15 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 
 import _path  # noqa: F401
 
-from common.stages import add_quantization_arguments, deployment_options, quantize_deploy_measure, stage_inputs
+from common.stages import (
+    add_quantization_arguments,
+    dense_stage,
+    deployment_options,
+    pruned_stage,
+    quantize_deploy_measure,
+    stage_inputs,
+    training_inputs,
+)
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 STARTS = ("dense", "pruned")
@@ -29,8 +37,9 @@ def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     session = start_session(args)
 
-    dense, _ = session.dense_model("resnet18")
-    start = dense if args.start == "dense" else session.pruned_model("resnet18", *PRUNED)[0]
+    training = training_inputs(session)
+    dense, _ = dense_stage(training, "resnet18")
+    start = dense if args.start == "dense" else pruned_stage(training, "resnet18", *PRUNED)[0]
     metrics = quantize_deploy_measure(stage_inputs(session), start, {"dense": dense}, algorithm=args.algorithm,
                                       bits=args.bits, calibration_batches=args.calibration_batches,
                                       **deployment_options(session))

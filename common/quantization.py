@@ -266,6 +266,7 @@ def _observe(quantizer: Any, model: nn.Module, batches: list[torch.Tensor], devi
             lo, hi = torch.minimum(seen[key][0], lo), torch.maximum(seen[key][1], hi)
         seen[key] = (lo, hi)
 
+    # NNI has no public list of its wrappers nor a public way to add a track function to one.
     wrappers = [quantizer._module_wrappers[name] for name in quantizer._target_spaces]
     for w in wrappers:
         w.register_track_func(track)
@@ -290,6 +291,8 @@ def _init_lsq_scales(quantizer: Any, model: nn.Module, batches: list[torch.Tenso
     # a model already clamped at 0.01 steps) nor later (it would reset the step sizes to 0.01).
     quantizer.is_init = True
     absmax = _observe(quantizer, model, batches, device, "absmax")  # zero points unset: a float forward
+    # Written into the target spaces, not through update_calibration_config: that replaces each step size with
+    # a new tensor, and LSQ's step sizes are the nn.Parameters its optimizer already holds.
     for name, spaces in quantizer._target_spaces.items():
         for target_name, ts in spaces.items():
             scale = (absmax[(name, target_name)] / ts.qmax).clamp_min(torch.finfo(torch.float32).eps)
@@ -314,12 +317,15 @@ def _freeze_dorefa_inputs(quantizer: Any, model: nn.Module, batches: list[torch.
 
     ranges = _observe(quantizer, model, batches, device, "minmax")
     _drop_track_func(quantizer, DoReFaQuantizer.update_scale_zp)
-    for name, spaces in quantizer._target_spaces.items():
-        for target_name, ts in spaces.items():
-            if not target_name.startswith("_input_"):
-                continue
-            lo, hi = ranges[(name, target_name)]
-            ts.scale, ts.zero_point = init_scale_zp(hi, lo, ts.qmax, ts.qmin, "affine")
+    frozen: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, targets in quantizer.get_calibration_config().items():
+        for target_name, config in targets.items():
+            if target_name.startswith("_input_"):
+                lo, hi = ranges[(name, target_name)]
+                qmin, qmax = _dtype_range(config["quant_dtype"])
+                scale, zero_point = init_scale_zp(hi, lo, qmax, qmin, "affine")
+                frozen.setdefault(name, {})[target_name] = {**config, "scale": scale, "zero_point": zero_point}
+    quantizer.update_calibration_config(frozen)
 
 
 # --------------------------------------------------------------------------------------- results
@@ -338,46 +344,49 @@ def simulated_weights(sim_model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def _weight_grid(wrapper: Any, algorithm: str) -> dict[str, Any]:
+def _dtype_range(quant_dtype: str) -> tuple[int, int]:
+    """NNI's integer range of a quant_dtype (target_space.py `_compute_qmin_qmax`: int8 is [-127, 127])."""
+    bits = int(quant_dtype.removeprefix("u").removeprefix("int"))
+    return (0, 2 ** bits - 1) if quant_dtype.startswith("uint") else (-(2 ** (bits - 1)) + 1, 2 ** (bits - 1) - 1)
+
+
+def _weight_grid(nni_config: dict[str, Any], out_channels: int, algorithm: str) -> dict[str, Any]:
     """Per-output-channel scale of the grid the simulated weight lies on (integers = weight / scale)."""
-    ts = wrapper.quantization_target_spaces["weight"]
-    out_channels = ts.target.shape[0]
-    scale = ts.scale.detach().float().cpu().abs().reshape(-1)
+    scale = nni_config["scale"].detach().float().abs().reshape(-1)
     if algorithm == "dorefa":
-        # w = 2 * (q - zp) * s - 1 with zp = qmin, s = 1 / (qmax - qmin) and qmin = -qmax: w = 2 * s * q.
+        # What get_calibration_config lacks: NNI's DoReFa maps w = 2 * (q - zp) * s - 1 with zp = qmin,
+        # s = 1 / (qmax - qmin) and qmin = -qmax, so w = 2 * s * q: the grid's scale is 2 * s.
         scale = 2 * scale
-    if scale.numel() == 1:
+    if scale.numel() == 1:  # per-tensor: one scale for every output channel
         scale = scale.expand(out_channels).clone()
+    bits = nni_config["quant_bits"]
     return {"scale": scale, "zero_point": torch.zeros(out_channels, dtype=torch.int64),
-            "bits": ts.quant_bits, "qmin": -(2 ** (ts.quant_bits - 1) - 1), "qmax": 2 ** (ts.quant_bits - 1) - 1,
-            "axis": 0}
+            "bits": bits, "qmin": -(2 ** (bits - 1) - 1), "qmax": 2 ** (bits - 1) - 1, "axis": 0}
 
 
-def _activation_grid(wrapper: Any, target_name: str, label: str) -> dict[str, Any]:
-    ts = wrapper.quantization_target_spaces[target_name]
-    scale, zero_point = float(ts.scale.detach().reshape(-1)[0]), float(ts.zero_point.detach().reshape(-1)[0])
+def _activation_grid(nni_config: dict[str, Any], module: str, target_name: str, label: str) -> dict[str, Any]:
+    scale = float(nni_config["scale"].detach().reshape(-1)[0])
+    zero_point = float(nni_config["zero_point"].detach().reshape(-1)[0])
     if not (math.isfinite(scale) and scale > 0 and math.isfinite(zero_point)):
         kind = "input" if target_name.startswith("_input_") else "output"
-        raise QuantizationError(f"{label}: {wrapper.name} got {kind} scale {scale} / zero point {zero_point} "
+        raise QuantizationError(f"{label}: {module} got {kind} scale {scale} / zero point {zero_point} "
                                 "from NNI (NaN/inf activations upstream?)")
-    return {"scale": scale, "zero_point": int(round(zero_point)),
-            "bits": ts.quant_bits, "qmin": int(ts.qmin), "qmax": int(ts.qmax)}
+    qmin, qmax = _dtype_range(nni_config["quant_dtype"])
+    return {"scale": scale, "zero_point": int(round(zero_point)), "bits": nni_config["quant_bits"],
+            "qmin": qmin, "qmax": qmax}
 
 
-def _calibration(sim_model: nn.Module, algorithm: str, label: str) -> dict[str, dict[str, dict[str, Any]]]:
+def _calibration(quantizer: Any, out_channels: dict[str, int], algorithm: str,
+                 label: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """The integer grid of every quantized layer, from NNI's own get_calibration_config()."""
     calib: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, module in sim_model.named_modules():
-        wrapper = getattr(module, "_nni_wrapper", None)
-        if wrapper is None:
-            continue
-        spaces = wrapper.quantization_target_spaces
+    for name, targets in quantizer.get_calibration_config().items():
         entry = calib.setdefault(name, {})
-        if "weight" in spaces:
-            entry["weight"] = _weight_grid(wrapper, algorithm)
-        if "_input_0" in spaces:
-            entry["input"] = _activation_grid(wrapper, "_input_0", label)
-        if "_output_0" in spaces:
-            entry["output"] = _activation_grid(wrapper, "_output_0", label)
+        if "weight" in targets:
+            entry["weight"] = _weight_grid(targets["weight"], out_channels[name], algorithm)
+        for kind, target_name in (("input", "_input_0"), ("output", "_output_0")):
+            if target_name in targets:
+                entry[kind] = _activation_grid(targets[target_name], name, target_name, label)
     return calib
 
 
@@ -504,7 +513,9 @@ def quantize_model(
             _drop_track_func(quantizer, type(quantizer).track_min_max_val)
     sim.eval()
 
-    calibration = _calibration(sim, algorithm, label)
+    out_channels = {name: m.weight.shape[0] for name, m in sim.named_modules() if hasattr(m, "_nni_wrapper")
+                    and isinstance(getattr(m, "weight", None), torch.Tensor)}
+    calibration = _calibration(quantizer, out_channels, algorithm, label)
     weights = simulated_weights(sim)
     grid_error = check_calibration(calibration, weights, label)
     assert_finite_outputs(sim, example_input.to(dev), label)

@@ -429,6 +429,17 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
     return paths
 
 
+def load_report(path: Path) -> list[TrialRecord]:
+    """The trials of a report.json that write_report wrote: a committed report rebuilt with today's code."""
+    if not path.exists():
+        raise ReportError(f"report file {path} does not exist")
+    try:
+        trials = json.loads(path.read_text())["trials"]
+        return [TrialRecord(t["experiment"], t["trial_id"], t["status"], t["result"]) for t in trials]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ReportError(f"{path} is not a report.json written by this report ({type(err).__name__}: {err})") from err
+
+
 def write_report(records: Sequence[TrialRecord], out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = plot(records, out_dir)

@@ -241,3 +241,22 @@ def test_readme_real_data_results_are_the_recorded_cpu_report():
     recorded = json.loads((root / "results" / "cpu" / "report.json").read_text())
     assert {t["result"]["dataset"] for t in recorded["trials"]} == {"fashion-mnist"}
     assert recorded["machines"][0]["cpu_isa"] in section
+
+
+def test_a_report_rebuilt_from_its_report_json_is_the_same_report(registry, tmp_path):
+    first, again = tmp_path / "first", tmp_path / "again"
+    main([EXP_ID, "--registry", str(registry), "--out", str(first)])
+    main(["--from-report", str(first / "report.json"), "--out", str(again)])
+    assert (again / "report.md").read_text() == (first / "report.md").read_text()
+    assert json.loads((again / "report.json").read_text()) == json.loads((first / "report.json").read_text())
+    (tmp_path / "bad.json").write_text('{"summary": []}')
+    with pytest.raises(SystemExit, match="bad.json is not a report.json"):
+        main(["--from-report", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")])
+
+
+@pytest.mark.parametrize("recorded", ["smoke", "cpu"])
+def test_committed_reports_hold_numbers_for_scripts(recorded):
+    summary = json.loads((FIXTURES.parents[1] / "results" / recorded / "report.json").read_text())["summary"]
+    for row in summary:
+        numbers = {k: v for k, v in row.items() if k not in ("model", "size_kind", "latency_on")}
+        assert all(v is None or isinstance(v, (int, float)) for v in numbers.values()), row

@@ -4,7 +4,9 @@
 
 Trials are read from each experiment's own database (`<logDir>/<id>/db/nni.sqlite`, found through
 nnictl's registry `~/nni-experiments/.experiment`), so a finished *or* running experiment works
-without starting its manager; `--export` also takes `nnictl experiment export --type json` files.
+without starting its manager; `--export` also takes `nnictl experiment export --type json` files, and
+`--from-report` a report.json written earlier (a committed report, rebuilt with this code:
+`python3 -m common.cli.report --from-report results/smoke/report.json --out results/smoke`).
 The report itself is built by common/report.py.
 """
 
@@ -14,7 +16,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.report import ReportError, load_experiment, load_export, write_report
+from common.report import ReportError, load_experiment, load_export, load_report, write_report
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -22,14 +24,17 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
     parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
+    parser.add_argument("--from-report", type=Path, action="append", default=[],
+                        help="a report.json this command wrote: its trials")
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
     args = parser.parse_args(argv)
-    if not args.experiments and not args.export:
-        parser.error("give at least one experiment id or --export file")
+    if not (args.experiments or args.export or args.from_report):
+        parser.error("give at least one experiment id, --export or --from-report file")
     try:
         records = [r for e in args.experiments for r in load_experiment(e, args.registry)]
         records += [r for f in args.export for r in load_export(f)]
+        records += [r for f in args.from_report for r in load_report(f)]
         path = write_report(records, args.out)
     except ReportError as err:
         raise SystemExit(f"report: {err}") from None

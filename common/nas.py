@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.models import ResNetSpec, arch_key, build_model
-from common.record import comparison_keys, result_keys
+from common.record import comparison_keys, read, result_keys, upgrade
 
 if TYPE_CHECKING:
     from torch import nn
@@ -262,15 +262,20 @@ def export_best(records: Sequence[Mapping[str, Any]], out: str | Path, metric: s
 def candidate_table(records: Sequence[Mapping[str, Any]], metric: str = "default", mode: str = "maximize") -> str:
     """Markdown table of the trials (architecture, accuracy, latency, params), best first."""
     sign = -1 if mode == "maximize" else 1
-    rows = sorted((r["result"] for r in records), key=lambda m: (sign * float(m[metric]), m.get("params", 0)))
+    results = [upgrade(r["result"]) for r in records]
+    rows = sorted(((m, read(m)) for m in results), key=lambda mr: (sign * float(mr[0][metric]), mr[1].params or 0))
     lines = [f"| architecture | {metric} | val acc | test acc | latency b1 (ms) | latency b64 (ms) | params |",
              "|---|---|---|---|---|---|---|"]
-    for m in rows:
-        c = candidate_from_args(m)
+
+    def cell(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    for result, m in rows:
+        c = candidate_from_args(result)
         k = c["kernel_size"]
         name = f"{c['stages']} stages x {c['blocks']}, width {c['width']}, {c['activation']}, {k}x{k}"
-        lines.append(f"| {name} | {float(m[metric]):.3f} | {m.get('val_acc', float('nan')):.3f} | "
-                     f"{m.get('test_acc', float('nan')):.3f} | {m.get('latency_ms_b1', float('nan')):.2f} | "
-                     f"{m.get('latency_ms_b64', float('nan')):.1f} | {m.get('params', 0):,} |")
+        ms = m.latency.ms if m.latency else {}
+        lines.append(f"| {name} | {float(result[metric]):.3f} | {cell(m.val_acc, '.3f')} | {cell(m.test_acc, '.3f')} "
+                     f"| {cell(ms.get(1), '.2f')} | {cell(ms.get(64), '.1f')} | {cell(m.params, ',')} |")
     return "\n".join(lines)
 

@@ -214,16 +214,16 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     return rows
 
 
-# The steps of the combined pipeline: (label, the model whose accuracy and params it shows, the model whose
-# latency and size it shows). `arch` is the trained architecture before pruning; "" the deployed model. Sizes
-# are of the deployable file (fp32 or int8 ONNX), so the ratios compare like with like.
-PIPELINE_STEPS: tuple[tuple[str, str, str | None], ...] = (
-    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense"),
-    ("architecture (trained), fp32 torch", "arch", "arch"),
-    ("pruned + fine-tuned, fp32 torch", "pruned", "pruned"),
-    ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort"),
-    ("quantized (NNI simulation)", "sim", None),
-    ("deployed int8", "", ""),
+# The steps of the combined pipeline: (label, the model whose accuracy and params it shows, whose latency it
+# shows, whose file size it shows). `arch` is the trained architecture before pruning, "" the deployed model.
+# Sizes are of the deployable file (fp32 or int8 ONNX), so the ratios compare like with like.
+PIPELINE_STEPS: tuple[tuple[str, str, str | None, str | None], ...] = (
+    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense", "dense_ort"),
+    ("architecture (trained), fp32 torch", "arch", "arch", "arch_ort"),
+    ("pruned + fine-tuned, fp32 torch", "pruned", "pruned", "pruned_ort"),
+    ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort", "pruned_ort"),
+    ("quantized (NNI simulation)", "sim", None, None),
+    ("deployed int8", "", "", ""),
 )
 
 
@@ -231,19 +231,17 @@ def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per stage of a pipeline trial: accuracy, size, latency and speed-up against the baseline."""
     result = upgrade(result)
     dense, dense_file = read(result, "dense"), read(result, "dense_ort")
-    params_of = {"": "pruned"}  # the deployed model has the pruned model's parameters
     rows = []
-    for label, acc_name, cost_name in PIPELINE_STEPS:
-        acc, cost = read(result, acc_name), read(result, cost_name) if cost_name is not None else Measurement()
-        file = cost if cost.size_kind in ("fp32_onnx", "int8_onnx") else (
-            read(result, f"{cost_name}_ort") if cost_name else Measurement())
-        lat = cost.latency
+    for label, model, timed, file in PIPELINE_STEPS:
+        acc = read(result, model)
+        lat = read(result, timed).latency if timed is not None else None
+        size = read(result, file).size_bytes if file is not None else None
+        where = _where(lat) if model == "" else None  # the deployed model's runtime, as the trial measured it
         rows.append({
-            "step": f"{label}, {_where(lat)}" if not acc_name and _where(lat) else label,
-            "val_acc": acc.val_acc, "test_acc": acc.test_acc,
-            "params": read(result, params_of.get(acc_name, acc_name)).params if acc_name != "sim" else None,
-            "size_mb": None if file.size_bytes is None else file.size_bytes / 1e6,
-            "size_ratio": file.size_bytes / dense_file.size_bytes if file.size_bytes else None,
+            "step": f"{label}, {where}" if where else label,
+            "val_acc": acc.val_acc, "test_acc": acc.test_acc, "params": acc.params,
+            "size_mb": None if size is None else size / 1e6,
+            "size_ratio": size / dense_file.size_bytes if size else None,
             "latency_ms_b1": lat.ms.get(1) if lat else None, "latency_ms_b64": lat.ms.get(64) if lat else None,
             "speedup_b1": dense.latency.ms[1] / lat.ms[1] if lat else None,
             "speedup_b64": dense.latency.ms[64] / lat.ms[64] if lat else None,

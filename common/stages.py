@@ -23,7 +23,7 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
 
-`compress_pipeline(session, arch, ...)` is seed experiment 4 built on the three: the architecture trained
+`compress_pipeline(session, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the architecture trained
 and pruned through the artifact cache, then quantized and deployed, with the dense ResNet-18 as `dense`.
 """
 
@@ -497,7 +497,7 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
                       bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
                       prune_schedule: str = "oneshot", prune_steps: int = 1,
                       **deployment_options: Any) -> dict[str, Any]:
-    """Seed experiment 4: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
+    """The combined experiment: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
     """

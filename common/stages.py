@@ -23,8 +23,9 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
 
-`compress_pipeline(session, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the architecture trained
-and pruned through the artifact cache, then quantized and deployed, with the dense ResNet-18 as `dense`.
+`compress_pipeline(session, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the
+architecture trained and pruned through the artifact cache, then quantized and deployed, with the dense
+ResNet-18 as `dense`.
 """
 
 from __future__ import annotations

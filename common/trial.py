@@ -256,8 +256,10 @@ class Session:
                 for name, m in models.items()}
 
 
-def start_session(args: argparse.Namespace) -> Session:
-    profile = get_profile(args.profile, dataset=args.dataset)
+def start_session(args: argparse.Namespace, profile: Profile | None = None) -> Session:
+    """Load the data and open the cache the parameters name; `profile` replaces `--profile`'s (a bench's
+    variant of one, e.g. more latency repeats)."""
+    profile = get_profile(args.profile, dataset=args.dataset) if profile is None else profile
     device = resolve_device(args.device)
     home = default_home()
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else home / "data"

@@ -211,6 +211,7 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
     import tempfile
     from dataclasses import replace
 
+    from common.profiles import get_profile
     from common.stages import compress_pipeline
     from common.trial import base_parser, start_session
 
@@ -219,8 +220,8 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
         for threads in _thread_settings():
             args = base_parser("").parse_args(["--profile", profile, "--latency-threads", str(threads),
                                                "--cache-dir", f"{home}/artifacts", "--data-dir", f"{home}/data"])
-            session = start_session(args)
-            session.profile = replace(session.profile, latency_repeats=repeats, latency_warmup=5)
+            timed = replace(get_profile(profile), latency_repeats=repeats, latency_warmup=5)
+            session = start_session(args, timed)
             m = compress_pipeline(session, "resnet18", pruner="fpgm", sparsity=0.5, algorithm="qat", bits=8)
             targets = {k: {"value": m[k], "target": t, "met": m[k] <= t if k == "size_ratio" else m[k] >= t}
                        for k, t in pipeline_targets(cpu_info().exact_int8).items()}

@@ -263,7 +263,8 @@ def test_export_errors_are_clear(tmp_path, capsys):
 def test_candidate_table_lists_best_first():
     records = [nas.result_record(r["trialJobId"], r["value"], r["parameter"]) for r in nnictl_export_rows()]
     lines = nas.candidate_table(records).splitlines()
-    assert len(lines) == 5 and lines[2] == "| 3 stages x 2, width 32, tanh, 5x5 | 0.800 | 0.800 | 0.790 | 1.00 | 10.0 | 1,000 |"
+    assert len(lines) == 5
+    assert lines[2] == "| 3 stages x 2, width 32, tanh, 5x5 | 0.800 | 0.800 | 0.790 | 1.00 | 10.0 | 1,000 |"
     del records[0]["result"]["latency_ms_b1"]  # a cost the trial did not report is shown as missing, not 0 or nan
     assert "| 0.590 | – | 10.0 |" in nas.candidate_table(records)
 

@@ -360,8 +360,9 @@ def _weight_grid(nni_config: dict[str, Any], out_channels: int, algorithm: str) 
     if scale.numel() == 1:  # per-tensor: one scale for every output channel
         scale = scale.expand(out_channels).clone()
     bits = nni_config["quant_bits"]
+    qmin, qmax = _dtype_range(f"int{bits}")  # symmetric whatever the scheme (DoReFa's too, see above)
     return {"scale": scale, "zero_point": torch.zeros(out_channels, dtype=torch.int64),
-            "bits": bits, "qmin": -(2 ** (bits - 1) - 1), "qmax": 2 ** (bits - 1) - 1, "axis": 0}
+            "bits": bits, "qmin": qmin, "qmax": qmax, "axis": 0}
 
 
 def _activation_grid(nni_config: dict[str, Any], module: str, target_name: str, label: str) -> dict[str, Any]:

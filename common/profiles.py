@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
         # Near-random synthetic models have near-tie logits that any float rounding difference between torch's
         # simulation and the runtime flips: on CPUs whose kernels execute the grid exactly (their own QDQ graph
         # agrees 100 %) 94.5-98.4 % of them agree (DoReFa 4-bit lowest, on an AMD EPYC with VNNI: its identity
-        # branches stay float in the simulation). Wrong scales or zero points agree on < 50 %. The real-data
+        # branches stay float in the simulation). The gate here catches gross deployment errors; the real-data
         # profiles gate at 0.99, where saturating kernels fail.
         min_agreement=0.90,
     ),

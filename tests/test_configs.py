@@ -105,13 +105,13 @@ CPU_GRIDS = {  # what the issue asks each 2-core CPU experiment to search
 }
 
 
-@pytest.mark.parametrize("name", ["baseline", "pruning", "quant", "nas", "pipeline"])
+@pytest.mark.parametrize("name", ["baseline", "pruning", "quant", "nas", "nas_rl", "pipeline"])
 def test_cpu_configs_run_real_images_one_trial_at_a_time(name):
     raw = yaml.safe_load((ROOT / "experiments" / name / "config.cpu.yml").read_text())
     assert "--profile cpu --dataset fashion-mnist" in raw["trialCommand"] and raw["trialConcurrency"] == 1
     space = json.loads((ROOT / "experiments" / name / raw["searchSpaceFile"]).read_text())
     grid = {key: spec["_value"] for key, spec in space.items()}
-    if name == "nas":
+    if name in ("nas", "nas_rl"):
         assert len(list(itertools.product(*grid.values()))) <= 12 and raw["maxTrialNumber"] <= 6  # small candidates
     else:
         assert grid == CPU_GRIDS[name] and raw["tuner"]["name"] == "GridSearch"

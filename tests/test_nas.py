@@ -300,7 +300,7 @@ def test_nas_configs_are_valid_and_consistent(path):
 
 
 def test_ea_and_rl_share_trial_and_objective():
-    for kind in ("config.yml", "config.smoke.yml"):
+    for kind in ("config.yml", "config.smoke.yml", "config.cpu.yml"):
         ea = yaml.safe_load((ROOT / "experiments" / "nas" / kind).read_text())
         rl = yaml.safe_load((ROOT / "experiments" / "nas_rl" / kind).read_text())
         assert ea["trialCommand"] == rl["trialCommand"] and ea["maxTrialNumber"] == rl["maxTrialNumber"]

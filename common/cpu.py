@@ -9,10 +9,12 @@ grid NNI simulated. ONNX Runtime's and OpenVINO's documentation both give 7-bit 
 instructions accumulate in int32 and are exact at the full 8-bit grid.
 
 Schemes (`--int8-scheme`):
-- `full`: weights on NNI's full `bits`-wide grid; exact only where the kernels do not saturate;
-- `reduced`: weights at most 7 bits wide (NNI trains or calibrates on that grid, so what ships is what
-  was simulated); exact on every CPU, so the portable choice for a model that may run elsewhere;
-- `auto` (default): `full` where this CPU has exact int8 kernels, `reduced` elsewhere.
+- `reduced` (default): weights at most 7 bits wide (NNI trains or calibrates on that grid, so what ships is
+  what was simulated); exact on every CPU, so a file that is right wherever it is copied;
+- `full`: weights on NNI's full `bits`-wide grid; exact only where the kernels do not saturate: choose it
+  for a known VNNI / AMX / ARM deployment target (the trial log warns);
+- `auto`: `full` where this CPU has exact int8 kernels, `reduced` elsewhere: for a file that will only
+  ever run on the kind of CPU that built it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from pathlib import Path
 INT8_SCHEMES: tuple[str, ...] = ("auto", "full", "reduced")
 # Widest weight grid that cannot saturate a u8 x s8 pair sum in int16 (2 * 255 * 63 <= 32767).
 SATURATION_SAFE_WEIGHT_BITS = 7
+
+FULL_GRID_WARNING = ("full 8-bit weight grid: this int8 file saturates (silently less accurate) on x86 CPUs without "
+                     "VNNI (AMD Zen 2/3, Intel before Cascade Lake); --int8-scheme reduced is exact everywhere")
 
 # /proc/cpuinfo flags that decide which int8 kernels run (x86: "flags", ARM: "Features").
 _X86_ISA = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")

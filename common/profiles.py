@@ -36,6 +36,8 @@ class Profile:
     # Deployed vs simulated top-1 (validation) below this fails a quantization trial (common/stages.py).
     min_agreement: float = MIN_AGREEMENT
     qat: TrainConfig | None = None  # quantization-aware training (QAT, LSQ, DoReFa); None: `finetune`
+    # Run each deployed int8 file on an emulated AVX2-only CPU too (common/portability.py): "avx2" or "none".
+    portability_check: str = "none"
 
 
 # ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, 2 threads
@@ -88,6 +90,7 @@ PROFILES: dict[str, Profile] = {
         eval_limit=5000,  # 5,000 val + 5,000 test (stratified): +-0.4 % at 90 %, ~30 s per fp32 ResNet-18
         latency_repeats=10,
         latency_warmup=2,
+        portability_check="avx2",
     ),
     "ci": Profile(
         name="ci",
@@ -118,6 +121,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=256,
         latency_repeats=50,
         latency_warmup=5,
+        portability_check="avx2",
     ),
 }
 

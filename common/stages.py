@@ -45,11 +45,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from common import cpu
+from common import cpu, portability
 from common.cache import ArtifactCache
 from common.data import TensorLoader
 from common.deploy import (
     RUNTIME_NAMES,
+    RUNTIMES,
     DeploymentError,
     OrtModule,
     deploy_int8,
@@ -86,9 +87,15 @@ def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
     parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
                         help="training batches for PTQ / ONNX Runtime calibration")
-    parser.add_argument("--int8-scheme", default="auto", choices=cpu.INT8_SCHEMES,
-                        help="weight grid: full (8-bit), reduced (7-bit: exact on every CPU), auto (full only where "
-                             "this CPU's int8 kernels cannot saturate: VNNI, AMX, ARM)")
+    parser.add_argument("--int8-scheme", default="reduced", choices=cpu.INT8_SCHEMES,
+                        help="weight grid: reduced (7-bit: exact on every CPU, the portable default), full (8-bit: "
+                             "exact only on VNNI/AMX/ARM targets, saturates on AVX2-only x86), auto (full where this "
+                             "CPU is exact: for a file that runs only on this kind of CPU)")
+    parser.add_argument("--portability-check", default=None, choices=portability.CHECKS,
+                        help="avx2: also run the deployed file on an emulated AVX2-only CPU (qemu-user) and report "
+                             "portable_avx2; none: skip (default: the profile's, avx2 for cpu and full)")
+    parser.add_argument("--portability-images", type=int, default=portability.DEFAULT_IMAGES,
+                        help="validation images the portability check runs under emulation, per runtime")
     parser.add_argument("--runtime", default="auto", choices=RUNTIME_CHOICES,
                         help="int8 CPU runtime: ort (ONNX Runtime), openvino, auto (the faster, measured here)")
     parser.add_argument("--min-agreement", type=_fraction, default=None,
@@ -113,7 +120,9 @@ def deployment_options(session: Session) -> dict[str, Any]:
     if args.min_agreement is None:
         args.min_agreement = session.profile.min_agreement
     return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
-            "keep_model": getattr(args, "keep_model", None)}
+            "keep_model": getattr(args, "keep_model", None),
+            "portability_check": args.portability_check or session.profile.portability_check,
+            "portability_images": args.portability_images}
 
 
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -309,13 +318,16 @@ def stage_inputs(session: Session) -> StageInputs:
 
 def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: Mapping[str, nn.Module], *,
                             algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
-                            start_name: str = "start", int8_scheme: str = "auto", runtime: str = "auto",
-                            min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None) -> dict[str, Any]:
+                            start_name: str = "start", int8_scheme: str = "reduced", runtime: str = "auto",
+                            min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None,
+                            portability_check: str = "none",
+                            portability_images: int = portability.DEFAULT_IMAGES) -> dict[str, Any]:
     """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc).
 
     `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
     `int8_scheme` picks the weight grid (common/cpu.py), `runtime` the int8 runtime (`auto`: the faster
-    of ONNX Runtime and OpenVINO among those that pass the agreement gate). Raises DeploymentError when
+    of ONNX Runtime and OpenVINO among those that pass the agreement gate and, with `portability_check="avx2"`,
+    agree on an emulated AVX2-only CPU too, common/portability.py). Raises DeploymentError when
     the deployed model agrees with NNI's simulation on fewer than `min_agreement` of the validation images.
     The deployed model is copied to `keep_model` and to the NNI trial's output directory (key `int8_model`).
     """
@@ -328,6 +340,8 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
     if runtime == "openvino" and not openvino_available():
         raise DeploymentError("--runtime openvino needs the openvino package: pip install openvino")
     scheme = cpu.resolve_int8_scheme(int8_scheme)
+    if scheme == "full":
+        print(f"warning: {cpu.FULL_GRID_WARNING}", flush=True)
     loaders, device, example, labels = inputs.loaders, inputs.device, inputs.example_input, inputs.labels
     fp32, alias = _distinct({start_name: start, **references})
     latency_threads = inputs.latency.threads
@@ -391,9 +405,14 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
         seconds["latency"] = time.perf_counter() - t0
         sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
         int8_bytes = os.path.getsize(deployment.int8_path)
+        sound = [r for r in int8 if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
+        portable = _check_portability(portability_check, deployment.int8_path, loaders["val"],
+                                      {r: preds[r]["val"] for r in sound}, agreement, portability_images, min_agreement)
+        chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement, portable)
+        portable = portability.decide(portable, chosen, min_agreement)
+        seconds["portability"] = portable.seconds
         kept = _keep(deployment.int8_path, keep_model)
 
-    chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement)
     acc = {name: {split: _agreement(p[split], labels[split]) for split in SPLITS} for name, p in preds.items()}
     described = {name: size_measurement(m, tuple(example.shape[1:])) for name, m in fp32.items()}
 
@@ -436,6 +455,7 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
         **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
         "min_agreement": min_agreement,
         "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(),
+        **portable.result_keys(RUNTIMES),
         "packed_size_ratio": packed / models["dense_ort"].size_bytes,
         # What NNI and the deployment did.
         **{k: qinfo[k] for k in ("weight_bits", "activation_bits", "nni_quantizer")},
@@ -463,15 +483,18 @@ def _gate_message(runtime: str, scheme: str, weight_bits: int, agreement: float,
 
 def _choose_runtime(modules: Mapping[str, nn.Module], kernels: Mapping[str, Mapping[str, Any]],
                     agreement: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
-                    min_agreement: float) -> str:
+                    min_agreement: float, portable: portability.Portability | None = None) -> str:
     """The runtime to ship: the only candidate, else the fastest (geometric mean over batch sizes) of those
-    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why).
+    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why),
+    among them only those that the portability check passed when it passed any.
     Without latencies (`lat` empty) any sound candidate is returned: enough to decide whether the gate holds."""
     if len(modules) == 1:
         return next(iter(modules))
     sound = [r for r in modules if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
     if not sound:
         return "ort"
+    if portable is not None:  # never ship a file that saturates elsewhere when one runtime computes it portably
+        sound = [r for r in sound if portable.runtime_ok(r, min_agreement)] or sound
     if not lat:
         return sound[0]
 
@@ -480,6 +503,19 @@ def _choose_runtime(modules: Mapping[str, nn.Module], kernels: Mapping[str, Mapp
         return math.prod(per.values()) ** (1 / len(per))
 
     return min(sound, key=cost)
+
+
+def _check_portability(check: str, path: Path, val_loader: TensorLoader, host_val_top1: Mapping[str, torch.Tensor],
+                       host_agreement: Mapping[str, Mapping[str, float]], images: int,
+                       min_agreement: float) -> portability.Portability:
+    """The AVX2 check of the deployed file for each runtime that passed the host gate (common/portability.py)."""
+    if check == "none":
+        return portability.skipped()
+    if portability.host_is_avx2_only():
+        return portability.from_host_gate({r: host_agreement[r]["val"] for r in host_val_top1})
+    x = torch.cat([batch[0].cpu() for batch in val_loader])[:images].float()
+    return portability.check_avx2(path, x.numpy(), {r: top1[:len(x)].numpy() for r, top1 in host_val_top1.items()},
+                                  min_agreement=min_agreement)
 
 
 def _keep(int8_path: Path, keep: str | None = None) -> str:

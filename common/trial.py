@@ -115,6 +115,7 @@ PARAMETER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TRIAL_BUDGET": (lambda v: v is None or (_is_finite(v) and v > 0), "a finite number > 0"),
     "budget_power": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
     "calibration_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "portability_images": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "prune_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
 }
 

@@ -166,6 +166,19 @@ def _where(lat: Latency | None) -> str | None:
     return f"{lat.runtime}, {lat.device}{threads}"
 
 
+def portability_label(result: dict[str, Any]) -> str:
+    """Whether the int8 file a trial shipped is right on an AVX2-only x86 CPU (common/portability.py): `yes` or
+    `**no**` as the emulated check found, `7-bit, unchecked` (exact by construction), `**8-bit, unchecked**`
+    (saturates there unless checked), `–` for a trial without an int8 file."""
+    scheme = result.get("int8_scheme_used")
+    if scheme is None:
+        return "–"
+    checked = result.get("portable_avx2")
+    if checked is not None:
+        return "yes" if checked else "**no**"
+    return "7-bit, unchecked" if scheme == "reduced" else "**8-bit, unchecked**"
+
+
 def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage.
 
@@ -194,7 +207,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "size_kind": sized.size_kind, "size_ratio": 1.0,
             "latency_ms_b1": ref.latency.ms.get(1) if ref.latency else None,
             "latency_ms_b64": ref.latency.ms.get(64) if ref.latency else None, "latency_on": _where(ref.latency),
-            "speedup_b1": 1.0, "speedup_b64": 1.0, "trials": len(dense_acc),
+            "speedup_b1": 1.0, "speedup_b64": 1.0, "trials": len(dense_acc), "portable_avx2": "–",
         })
     for kind, label in STAGES:
         stage = [r for r in ok if r.get("trial") == kind]
@@ -210,6 +223,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "latency_ms_b1": m.latency.ms.get(1) if m.latency else None,
             "latency_ms_b64": m.latency.ms.get(64) if m.latency else None, "latency_on": _where(m.latency),
             "speedup_b1": vs["speedup_b1"], "speedup_b64": vs["speedup_b64"], "trials": len(stage),
+            "portable_avx2": portability_label(best),
         })
     return rows
 
@@ -324,8 +338,8 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
         "size with the dense fp32 ONNX file, its speed-up with the dense model in eager torch).",
         "",
         "| model | accuracy | Δ accuracy | size MB | size of | size ratio | latency b1 ms | latency b64 ms "
-        "| latency measured with | speed-up b1 | speed-up b64 | trials |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| latency measured with | speed-up b1 | speed-up b64 | trials | int8 right on AVX2-only x86 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     settings = {r["latency_on"].split(", ", 1)[1] for r in rows if r["latency_on"]}
     if len(settings) > 1:
@@ -339,7 +353,7 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
             f"| {SIZE_LABELS.get(r['size_kind'], '–')} | {_fmt(r['size_ratio'], '.3f')} "
             f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} | {r['latency_on'] or '–'} "
             f"| {_fmt(r['speedup_b1'], '.2f', '×')} "
-            f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} |"
+            f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} | {r['portable_avx2']} |"
         )
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
     for experiment in experiments:
@@ -348,7 +362,7 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
             lines += _steps_markdown(experiment, max(pipeline, key=lambda r: r["default"]))
     lines += ["", "## All trials", "",
               "| experiment | trial | status | stage | parameters | val acc | test acc | Δ test acc | size MB | b1 ms "
-              "| budget |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| budget | int8 right on AVX2-only x86 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         res = r.result or {}
         budget = {True: "ok", False: "**over**"}.get(res.get("within_budget"), "–")
@@ -358,7 +372,7 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
             f"| {describe(res) if res else '–'} | {_fmt(res.get('val_acc'), '.4f')} "
             f"| {_fmt(res.get('test_acc'), '.4f')} "
             f"| {_fmt(None if delta is None else 100 * delta, '+.2f', ' pt')} | {_fmt(res.get('size_mb'), '.2f')} "
-            f"| {_fmt(res.get('latency_ms_b1'), '.2f')} | {budget} |"
+            f"| {_fmt(res.get('latency_ms_b1'), '.2f')} | {budget} | {portability_label(res)} |"
         )
     if plots:
         lines += ["", "## Trade-offs", ""] + [f"![{p.stem}]({p.name})" for p in plots]

@@ -15,6 +15,7 @@ those are null and the log says why: the trial still reports everything it measu
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -34,7 +35,6 @@ CHECKS: tuple[str, ...] = ("avx2", "none")
 QEMU = "qemu-x86_64"
 EMULATED_CPU = "Haswell"  # AVX2 + FMA, no AVX-512, no VNNI: what Zen 2/3 and pre-Cascade-Lake Xeons offer
 QEMU_INSTALL = "apt-get install qemu-user"
-RUNNER = Path(__file__).with_name("emulated_runner.py")
 # Validation images run under emulation per runtime: a saturating full-grid ResNet-18 disagrees on 5-9 % of
 # images, so 64 miss it with probability < 1 %; measured cost in README (docs of --portability-images).
 DEFAULT_IMAGES = 64
@@ -43,6 +43,11 @@ DEFAULT_TIMEOUT_S = 300.0
 
 class PortabilityError(RuntimeError):
     """The emulated run could not produce predictions (the reason is in the message)."""
+
+
+def runner_path() -> str:
+    """The script run under emulation (common/cli/emulated_runner.py: numpy and the runtime only)."""
+    return importlib.util.find_spec("common.cli.emulated_runner").origin
 
 
 def qemu_path() -> str | None:
@@ -71,7 +76,7 @@ def emulated_top1(model: str | os.PathLike, images: np.ndarray, runtimes: Sequen
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         running = {}
         for runtime in runtimes:
-            command = [qemu_path(), "-cpu", EMULATED_CPU, sys.executable, str(RUNNER), str(model), runtime,
+            command = [qemu_path(), "-cpu", EMULATED_CPU, sys.executable, runner_path(), str(model), runtime,
                        str(inputs), str(Path(tmp) / f"{runtime}.npy")]
             running[runtime] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                 text=True, env=env)

@@ -1,6 +1,6 @@
 """Top-1 predictions of an int8 ONNX file on one runtime: the process common/portability.py starts under QEMU.
 
-    qemu-x86_64 -cpu Haswell python3 common/emulated_runner.py MODEL.onnx ort|openvino IMAGES.npy OUT.npy
+    qemu-x86_64 -cpu Haswell python3 common/cli/emulated_runner.py MODEL.onnx ort|openvino IMAGES.npy OUT.npy
 
 Imports only numpy and the runtime (no torch, no project code): every instruction runs emulated, so
 the process must stay small. One thread, batches of 16, static shapes for OpenVINO.
@@ -8,7 +8,8 @@ the process must stay small. One thread, batches of 16, static shapes for OpenVI
 
 from __future__ import annotations
 
-import sys
+import argparse
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -44,12 +45,18 @@ def _openvino(model: str):
     return run
 
 
-def main(model: str, runtime: str, images: str, out: str) -> None:
-    run = {"ort": _ort, "openvino": _openvino}[runtime](model)
-    x = np.load(images).astype(np.float32)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="int8 QDQ ONNX file")
+    parser.add_argument("runtime", choices=("ort", "openvino"))
+    parser.add_argument("images", help=".npy of normalised NCHW float images")
+    parser.add_argument("out", help=".npy to write the top-1 class of each image to")
+    args = parser.parse_args(argv)
+    run = {"ort": _ort, "openvino": _openvino}[args.runtime](args.model)
+    x = np.load(args.images).astype(np.float32)
     top1 = [np.argmax(run(np.ascontiguousarray(x[i:i + BATCH])), axis=1) for i in range(0, len(x), BATCH)]
-    np.save(out, np.concatenate(top1).astype(np.int64))
+    np.save(args.out, np.concatenate(top1).astype(np.int64))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main()

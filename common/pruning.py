@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import nn
 
 from common.metrics import count_flops, count_params
 from common.nni_compat import dependency_aware_config, quiet_nni, speedup_model
+from common.stagewise import stage_of
 from common.train import TrainConfig
 
 
@@ -46,6 +47,8 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
                              "(prune to the next level, fine-tune), the same fine-tune steps in all")
     parser.add_argument("--prune-steps", type=int, default=None,
                         help=f"pruning rounds (default: 1 for oneshot, {DEFAULT_GRADUAL_STEPS} for gradual)")
+    parser.add_argument("--stage-sparsity", default=None, metavar="S1,S2,S3,S4",
+                        help="per ResNet stage instead of --sparsity (common/stagewise.py); one-shot only")
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def prune_model(
     pruner: str,
     sparsity: float,
     example_input: torch.Tensor,
+    stage_sparsity: Sequence[float] | None = None,
 ) -> tuple[nn.Module, PruneStats]:
     """Remove `sparsity` of the filters of every Conv2d (in place) and return the smaller model.
 
@@ -114,9 +118,27 @@ def prune_model(
     conv gets the same ratio, the seed report's setting; within a dependency group NNI ranks
     channels by the group's summed criterion so residual branches keep the same channels.
     `pruner` and `sparsity` as `validate` accepts them (a trial checks them in parse_params).
+    `stage_sparsity` (four fractions, common/stagewise.py) replaces `sparsity` per ResNet stage.
     """
+    if stage_sparsity is not None:
+        return model, _prune(model, pruner, sparsity, stage_config_list(model, stage_sparsity), example_input)
     config_list = [{"op_types": ["Conv2d"], "sparse_ratio": float(sparsity)}]
     return model, _prune(model, pruner, sparsity, config_list, example_input)
+
+
+def stage_config_list(model: nn.Module, stage_sparsity: Sequence[float]) -> list[dict[str, Any]]:
+    """NNI config entries giving each conv its stage's sparsity; the stem follows stage 1 (it feeds stage 1's
+    residual sums, whose channels NNI prunes together). Convs at sparsity 0 are left out."""
+    entries = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            stage = stage_of(name)
+            ratio = float(stage_sparsity[0 if stage is None else stage])
+            if ratio > 0:
+                entries.append({"op_names": [name], "sparse_ratio": ratio})
+    if not entries:
+        raise ValueError(f"--stage-sparsity {stage_sparsity}: nothing to prune (every stage at 0)")
+    return entries
 
 
 def _prune(model: nn.Module, pruner: str, sparsity: float, config_list: list[dict],

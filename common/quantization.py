@@ -36,7 +36,7 @@ import copy
 import math
 import operator
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from common.nni_compat import quiet_nni, safe_dorefa_quantizer_class
+from common.stagewise import stage_of
 from common.train import (
     TrainConfig,
     eval_mode,
@@ -138,9 +139,11 @@ def _is_add(node: torch.fx.Node) -> bool:
         node.op == "call_method" and node.target in ("add", "add_"))
 
 
-def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: int = 8) -> list[dict[str, Any]]:
+def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: int = 8,
+                stage_bits: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """NNI config list for `model` (see the module docstring for why these targets). No weight grid is
-    wider than `max_weight_bits` (7 on CPUs whose int8 kernels saturate at 8, see common/cpu.py)."""
+    wider than `max_weight_bits` (7 on CPUs whose int8 kernels saturate at 8, see common/cpu.py).
+    `stage_bits` (common/stagewise.py) gives each ResNet stage its own weight bits; stem and classifier 8."""
     validate(algorithm, bits)
     if not 2 <= max_weight_bits <= 8:
         raise ValueError(f"max_weight_bits must be in 2..8, got {max_weight_bits}")
@@ -148,6 +151,12 @@ def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: in
     if not layers:
         raise ValueError("model has no Conv2d or Linear layer to quantize")
     edge = {layers[0], layers[-1]} if bits < 8 else set()  # stem and classifier keep 8-bit weights
+
+    def layer_bits(name: str) -> int:
+        if stage_bits is None:
+            return 8 if name in edge else bits
+        stage = stage_of(name)
+        return 8 if stage is None else int(stage_bits[stage])
 
     def weight_setting(weight_bits: int) -> dict[str, Any]:
         if algorithm == "dorefa":
@@ -164,7 +173,7 @@ def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: in
 
     # One entry per layer and target: NNI applies top-level settings to every target of an entry.
     configs = [{"op_names": [name], "target_names": ["weight"],
-                **weight_setting(min(8 if name in edge else bits, max_weight_bits))} for name in layers]
+                **weight_setting(min(layer_bits(name), max_weight_bits))} for name in layers]
     if algorithm == "dorefa":
         # NNI's DoReFa quantizes outputs only as its clamp(0, 1) activations, made for nets trained with
         # it from scratch; on a pretrained ResNet we keep its input quantizer at every conv/linear instead.
@@ -452,6 +461,7 @@ def quantize_model(
     on_epoch_end: EpochCallback | None = None,
     max_weight_bits: int = 8,
     teacher: nn.Module | None = None,
+    stage_bits: Sequence[int] | None = None,
 ) -> tuple[nn.Module, dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
     """Quantize a copy of `model` with NNI; `model` itself is left untouched.
 
@@ -478,7 +488,7 @@ def quantize_model(
     label = f"{algorithm} {min(bits, max_weight_bits)}-bit"
     start = time.perf_counter()
     sim = copy.deepcopy(model).to(dev).eval()
-    configs = config_list(sim, algorithm, bits, max_weight_bits)
+    configs = config_list(sim, algorithm, bits, max_weight_bits, stage_bits)
     calib_batches = take_inputs(train_loader, calibration_batches)
     cfg = finetune_cfg
 
@@ -529,7 +539,7 @@ def quantize_model(
         "activation_bits": ACTIVATION_BITS,
         "quantized_layers": sum("weight" in c for c in calibration.values()),
         "quantized_outputs": sum("output" in c for c in calibration.values()),
-        "layers_kept_at_8_bits": eight_bit if bits < 8 else [],
+        "layers_kept_at_8_bits": eight_bit if bits < 8 or stage_bits is not None else [],
         "finetune_epochs": 0 if algorithm == "ptq" else cfg.epochs,
         "calibration_batches": len(calib_batches),
         "weight_grid_error": grid_error,

@@ -85,6 +85,9 @@ RUNTIME_CHOICES = ("auto", "ort", "openvino")
 def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithm", default="qat", choices=ALGORITHMS, help="NNI quantizer")
     parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
+    parser.add_argument("--stage-bits", default=None, metavar="B1,B2,B3,B4",
+                        help="weight bits per ResNet stage instead of --bits (common/stagewise.py); stem and "
+                             "classifier 8")
     parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
                         help="training batches for PTQ / ONNX Runtime calibration")
     parser.add_argument("--int8-scheme", default="reduced", choices=cpu.INT8_SCHEMES,
@@ -197,16 +200,19 @@ def dense_stage(inputs: TrainingInputs, arch: str | dict = "resnet18",
 
 
 def pruned_key(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, schedule: str = "oneshot",
-               steps: int = 1) -> dict[str, Any]:
+               steps: int = 1, stage_sparsity: tuple[float, ...] | None = None) -> dict[str, Any]:
     return {**dense_key(inputs, arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
             "finetune": asdict(inputs.finetune),
             "finetune_precision": training_precision(inputs.finetune, inputs.device),
             # Named only for more than one round, so one-shot entries stay valid (gradual in 1 step is one-shot).
-            **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {})}
+            **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {}),
+            # Named only when per stage, so uniform entries stay valid.
+            **({"stage_sparsity": [float(s) for s in stage_sparsity]} if stage_sparsity is not None else {})}
 
 
 def pruned_stage(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, *,
-                 schedule: str = "oneshot", steps: int = 1, report_epochs: bool = False) -> tuple[nn.Module, dict]:
+                 schedule: str = "oneshot", steps: int = 1, report_epochs: bool = False,
+                 stage_sparsity: tuple[float, ...] | None = None) -> tuple[nn.Module, dict]:
     """The cached dense model, pruned and fine-tuned (with distillation from it when `inputs.finetune` says
     so), from the artifact cache or built here. `pruner` and `sparsity` as parse_params checked them
     (common.pruning.validate), `schedule` and `steps` as resolve_steps gave them: with more than one step,
@@ -217,18 +223,19 @@ def pruned_stage(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity
         seed_everything(inputs.seed)
         if steps > 1:
             return _prune_gradually(inputs, dense, pruner, sparsity, steps, report_epochs)
-        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, inputs.example_input)
+        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, inputs.example_input, stage_sparsity)
         pruned = pruned.to(inputs.device)
         before = evaluate(pruned, inputs.loaders["val"], device=inputs.device)["accuracy"]
-        print(f"pruned {pruner} {sparsity:.2f}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
+        level = stage_sparsity or f"{sparsity:.2f}"
+        print(f"pruned {pruner} {level}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
               f"val_acc before fine-tune {before:.4f}", flush=True)
         history = _finetune(inputs, pruned, inputs.finetune, dense, report_epochs)
         return _cpu_state(pruned), {"stats": asdict(stats), "val_acc_before_finetune": before, "history": history}
 
-    key = pruned_key(inputs, arch, pruner, sparsity, schedule, steps)
+    key = pruned_key(inputs, arch, pruner, sparsity, schedule, steps, stage_sparsity)
     state, info, built = inputs.cache.get_or_build("pruned", key, build)
     how = f" gradual in {steps} steps" if steps > 1 else ""
-    print(f"pruned {arch_key(arch)} {pruner} {sparsity}{how}: "
+    print(f"pruned {arch_key(arch)} {pruner} {stage_sparsity or sparsity}{how}: "
           f"{'built and cached' if built else 'loaded from cache'}", flush=True)
     return inputs.build(arch, state).to(inputs.device).eval(), info
 
@@ -321,7 +328,8 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
                             start_name: str = "start", int8_scheme: str = "reduced", runtime: str = "auto",
                             min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None,
                             portability_check: str = "none",
-                            portability_images: int = portability.DEFAULT_IMAGES) -> dict[str, Any]:
+                            portability_images: int = portability.DEFAULT_IMAGES,
+                            stage_bits: tuple[int, ...] | None = None) -> dict[str, Any]:
     """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc).
 
     `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
@@ -356,7 +364,7 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
             start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
             finetune_cfg=inputs.qat, device=device, example_input=example,
             calibration_batches=calibration_batches, on_epoch_end=inputs.on_epoch_end,
-            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"])
+            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"], stage_bits=stage_bits)
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
         raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
@@ -533,6 +541,7 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
 def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,
                       bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
                       prune_schedule: str = "oneshot", prune_steps: int = 1,
+                      stage_sparsity: tuple[float, ...] | None = None, stage_bits: tuple[int, ...] | None = None,
                       **deployment_options: Any) -> dict[str, Any]:
     """The combined experiment: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
@@ -541,10 +550,11 @@ def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsi
     training = training_inputs(session)
     baseline, _ = dense_stage(training, "resnet18")
     trained = baseline if arch == "resnet18" else dense_stage(training, arch)[0]
-    pruned, prune_info = pruned_stage(training, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps)
+    pruned, prune_info = pruned_stage(training, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,
+                                      stage_sparsity=stage_sparsity)
     metrics = quantize_deploy_measure(stage_inputs(session), pruned, {"dense": baseline, "arch": trained},
                                       algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
-                                      **deployment_options)
+                                      stage_bits=stage_bits, **deployment_options)
     return metrics | {"arch_key": arch_key(arch),
                       "pruned_val_acc_before_finetune": prune_info["val_acc_before_finetune"]}

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from common import cpu, nni_compat
+from common import cpu, nni_compat, stagewise
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import LatencySetting, measure_latency, size_measurement
@@ -88,6 +88,7 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     args = parser.parse_args(argv)
     tuned = nni.get_next_parameter() if in_nni_trial() else None
     if tuned:
+        tuned = stagewise.fold_tuner_parameters(tuned)  # stage{k}_* keys -> the --stage-* flags' values
         try:
             merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
         except ValueError as err:
@@ -133,6 +134,11 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
     validate_budgets(budgets_from_args(args))  # each --max-* budget
     if hasattr(args, "pruner") and hasattr(args, "sparsity"):
         validate_pruning(args.pruner, args.sparsity)
+    for dest in stagewise.FLAGS:
+        if getattr(args, dest, None) is not None:
+            stagewise.parse(dest, getattr(args, dest))  # ValueError naming the flag
+    if getattr(args, "stage_sparsity", None) is not None and getattr(args, "prune_schedule", "oneshot") != "oneshot":
+        raise ValueError("--stage-sparsity prunes one-shot; it cannot be combined with --prune-schedule gradual")
     if hasattr(args, "prune_schedule"):  # the default resolved here, so the result echoes the rounds that ran
         args.prune_steps = resolve_steps(args.prune_schedule, args.prune_steps)
     if hasattr(args, "algorithm") and hasattr(args, "bits"):

@@ -11,6 +11,7 @@ The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 
 import _path  # noqa: F401
 
+from common import stagewise
 from common.models import load_arch
 from common.pruning import add_pruning_arguments
 from common.stages import add_quantization_arguments, compress_pipeline, deployment_options
@@ -33,6 +34,8 @@ def main() -> None:
     metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,
                                 bits=args.bits, calibration_batches=args.calibration_batches,
                                 prune_schedule=args.prune_schedule, prune_steps=args.prune_steps,
+                                stage_sparsity=stagewise.parse("stage_sparsity", args.stage_sparsity),
+                                stage_bits=stagewise.parse("stage_bits", args.stage_bits),
                                 **deployment_options(session))
     # `default`: the deployed model's validation accuracy, under the config's budgets.
     report_objective(metrics, args, "int8_val_acc")

@@ -11,6 +11,7 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 
 import _path  # noqa: F401
 
+from common import stagewise
 from common.stages import (
     add_quantization_arguments,
     dense_stage,
@@ -42,6 +43,7 @@ def main() -> None:
     start = dense if args.start == "dense" else pruned_stage(training, "resnet18", *PRUNED)[0]
     metrics = quantize_deploy_measure(stage_inputs(session), start, {"dense": dense}, algorithm=args.algorithm,
                                       bits=args.bits, calibration_batches=args.calibration_batches,
+                                      stage_bits=stagewise.parse("stage_bits", args.stage_bits),
                                       **deployment_options(session))
     # `default` is the deployed int8 model's validation accuracy: what the user ships.
     report_objective(metrics, args, "int8_val_acc")

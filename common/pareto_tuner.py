@@ -39,8 +39,9 @@ from common.record import COST_KEYS
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
-# What a trial reports that a front can be made of: validation accuracies and the costs a budget can cap.
-OBJECTIVE_KEYS = frozenset({"val_acc", "int8_val_acc", *COST_KEYS})
+# What a trial reports that a front can be made of: validation accuracies, the costs a budget can cap, and the
+# size of weights packed at their bit width (a quantization trial's `packed_size_ratio`).
+OBJECTIVE_KEYS = frozenset({"val_acc", "int8_val_acc", "packed_size_ratio", *COST_KEYS})
 
 
 def validate_objectives(objectives: Any) -> dict[str, str]:
@@ -107,7 +108,7 @@ class ParetoTuner(Tuner):
             raise RuntimeError("ParetoTuner has no search space yet")
         trial = self.study.ask(self.distributions)
         self.pending[parameter_id] = trial
-        return {key: _plain(value) for key, value in trial.params.items()}
+        return {key: _plain(value, self.distributions[key]) for key, value in trial.params.items()}
 
     def receive_trial_result(self, parameter_id: int, parameters: dict[str, Any], value: Any, **kwargs: Any) -> None:
         # The tuner's own record of what it asked for, not `parameters` (NNI may mis-pair them, #5693).
@@ -166,8 +167,11 @@ class ParetoTuner(Tuner):
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly Python scalars (NNI serialises the parameters)."""
+def _plain(value: Any, dist: Any) -> Any:
+    """JSON-friendly Python scalars (NNI serialises the parameters); a stepped float without its float noise
+    (0.30000000000000004 → 0.3), so that equal values make equal cache keys."""
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and getattr(dist, "step", None):
+        value = round(value, 10)
     return value

@@ -15,11 +15,12 @@ import json
 import math
 import sqlite3
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.front import Front, front
 from common.record import SIZE_KINDS, Latency, Measurement, read, read_comparison, upgrade
 
 # Which trial script produced a result, as echoed in its `trial` key, and its row in the table.
@@ -123,6 +124,30 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
         tail = "" if s == "SUCCEEDED" and result else last_log_line(log_dirs.get(t), fallback)
         records.append(TrialRecord(exp_id, t, s, result, params.get(t), tail))
     return records
+
+
+def experiment_config(exp_id: str, registry_path: Path | None = None) -> dict[str, Any]:
+    """The experiment's config as NNI stored it (its database's ExperimentProfile), {} when it cannot be read."""
+    entry = _registry(registry_path).get(exp_id)
+    if not entry:
+        return {}
+    db = Path(entry["logDir"]) / exp_id / "db" / "nni.sqlite"
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT params FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
+        finally:
+            con.close()
+        return json.loads(row[0]) if row else {}
+    except (sqlite3.Error, ValueError, TypeError):
+        return {}
+
+
+def tuner_objectives(config: dict[str, Any]) -> dict[str, str] | None:
+    """The objectives a multi-objective tuner was configured with (classArgs.objectives), None for other tuners."""
+    tuner = config.get("tuner") or {}
+    objectives = (tuner.get("classArgs") or {}).get("objectives")
+    return dict(objectives) if isinstance(objectives, dict) and objectives else None
 
 
 def load_export(path: Path) -> list[TrialRecord]:
@@ -281,15 +306,20 @@ def _steps_markdown(experiment: str, result: dict[str, Any]) -> list[str]:
 
 
 # Parameters worth naming in a row label, in this order; the rest stay in the full trial table.
-LABEL_KEYS = ("pruner", "sparsity", "prune_schedule", "prune_steps", "distill_weight", "algorithm", "bits", "start",
-              "stages", "blocks", "width", "activation", "kernel_size", "arch_key")
+LABEL_KEYS = ("pruner", "sparsity", "stage_sparsity", "prune_schedule", "prune_steps", "distill_weight", "algorithm",
+              "bits", "stage_bits", "start", "stages", "blocks", "width", "activation", "kernel_size", "arch_key")
 # Named only when they differ from these defaults (most trials use them).
 LABEL_DEFAULTS = {"prune_schedule": "oneshot", "prune_steps": 1, "distill_weight": 0.0}
 
 
+# A per-stage value replaces its uniform one (which the result still echoes, unused).
+REPLACED_BY = {"sparsity": "stage_sparsity", "bits": "stage_bits"}
+
+
 def describe(result: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={result[k]}" for k in LABEL_KEYS
-                     if k in result and result[k] != LABEL_DEFAULTS.get(k, object())) or result.get("trial", "?")
+    shown = [k for k in LABEL_KEYS if k in result and result[k] is not None
+             and result[k] != LABEL_DEFAULTS.get(k, object()) and result.get(REPLACED_BY.get(k, "")) is None]
+    return ", ".join(f"{k}={result[k]}" for k in shown) or result.get("trial", "?")
 
 
 def machines(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -309,7 +339,65 @@ def machines(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
+def front_results(records: Sequence[TrialRecord], experiment: str) -> list[dict[str, Any]]:
+    """The final results of one experiment's successful trials, each with its `trial_id`."""
+    return [{**upgrade(r.result), "trial_id": r.trial_id} for r in records if r.ok and r.experiment == experiment]
+
+
+def fronts(records: Sequence[TrialRecord], objectives: Mapping[str, Mapping[str, str]]) -> dict[str, Front]:
+    """The front of each experiment that names its objectives (a multi-objective tuner's classArgs)."""
+    return {e: front(front_results(records, e), obj) for e, obj in objectives.items() if front_results(records, e)}
+
+
+def _front_markdown(experiment: str, f: Front, plot_name: str | None) -> list[str]:
+    ref = ", ".join(f"{k} {v:g}" for k, v in zip(f.objectives, f.reference, strict=True))
+    lines = ["", f"## Front of {experiment}: {', '.join(f'{k} ({d})' for k, d in f.objectives.items())}", "",
+             f"{len(f.members)} non-dominated of {f.candidates} trials (selected on validation accuracy; test "
+             f"accuracy beside it). Hypervolume {f.hypervolume:.4f} against the reference point ({ref}): accuracy "
+             "0 and the dense model's own costs.", "",
+             "| trial | parameters | val acc | test acc | " + " | ".join(k for k in f.objectives if k != "val_acc")
+             + " | int8 right on AVX2-only x86 |",
+             "|---|---|---|---|" + "---|" * (len(f.objectives) - ("val_acc" in f.objectives)) + "---|"]
+    for m in f.members:
+        costs = " | ".join(_fmt(m.get(k), ".3f") for k in f.objectives if k != "val_acc")
+        lines.append(f"| {m.get('trial_id')} | {describe(m)} | {_fmt(m.get('val_acc'), '.4f')} "
+                     f"| {_fmt(m.get('test_acc'), '.4f')} | {costs} | {portability_label(m)} |")
+    if plot_name:
+        lines += ["", f"![front of {experiment}]({plot_name})"]
+    return lines
+
+
+def plot_front(experiment: str, results: Sequence[dict[str, Any]], f: Front, out_dir: Path) -> Path | None:
+    """Validation accuracy against each cost objective: every trial, the front's members marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costs = [k for k, d in f.objectives.items() if d == "minimize"]
+    if "val_acc" not in f.objectives or not costs:
+        return None
+    members = {id(m) for m in f.members}
+    fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
+    for ax, cost in zip(axes[0], costs, strict=True):
+        pts = [(r[cost], r["val_acc"], id(r) in members) for r in results
+               if isinstance(r.get(cost), (int, float)) and isinstance(r.get("val_acc"), (int, float))]
+        ax.scatter([x for x, _, m in pts if not m], [y for _, y, m in pts if not m], c="0.6", label="trial")
+        ax.scatter([x for x, _, m in pts if m], [y for _, y, m in pts if m], c="r", label="non-dominated")
+        ax.set_xlabel(f"{cost} (dense = 1)")
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{experiment}: hypervolume {f.hypervolume:.4f}")
+    fig.tight_layout()
+    path = out_dir / f"front_{experiment}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
+             experiment_fronts: Mapping[str, Front] | None = None) -> str:
     rows = summary_rows(records)
     experiments = sorted({r.experiment for r in records})
     ok = [r for r in records if r.ok]
@@ -360,6 +448,9 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path]) -> str:
         pipeline = [r.result for r in ok if r.experiment == experiment and r.result.get("trial") == "pipeline"]
         if pipeline:
             lines += _steps_markdown(experiment, max(pipeline, key=lambda r: r["default"]))
+    for experiment, f in (experiment_fronts or {}).items():
+        name = f"front_{experiment}.png"
+        lines += _front_markdown(experiment, f, name if any(p.name == name for p in plots) else None)
     lines += ["", "## All trials", "",
               "| experiment | trial | status | stage | parameters | val acc | test acc | Δ test acc | size MB | b1 ms "
               "| budget | int8 right on AVX2-only x86 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -452,13 +543,21 @@ def load_report(path: Path) -> list[TrialRecord]:
         raise ReportError(f"{path} is not a report.json written by this report ({type(err).__name__}: {err})") from err
 
 
-def write_report(records: Sequence[TrialRecord], out_dir: Path) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_report(records: Sequence[TrialRecord], out_dir: Path,
+                 objectives: Mapping[str, Mapping[str, str]] | None = None) -> Path:
+    """report.md, report.json and the plots; `objectives`: per experiment, the objectives whose front to show."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReportError(f"cannot write the report to {out_dir}: {err.strerror}") from err
+    found = fronts(records, objectives or {})
     plots = plot(records, out_dir)
+    plots += [p for e, f in found.items() if (p := plot_front(e, front_results(records, e), f, out_dir))]
     path = out_dir / "report.md"
-    path.write_text(markdown(records, plots))
+    path.write_text(markdown(records, plots, found))
     # The same data for scripts: the summary rows and every trial's full final result.
     data = {"summary": summary_rows(records), "machines": machines(records),
+            "fronts": {e: f.summary() for e, f in found.items()},
             "trials": [{"experiment": r.experiment, "trial_id": r.trial_id, "status": r.status, "result": r.result}
                        for r in records]}
     (out_dir / "report.json").write_text(json.dumps(data, indent=1, default=str) + "\n")

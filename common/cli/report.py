@@ -7,19 +7,45 @@ nnictl's registry `~/nni-experiments/.experiment`), so a finished *or* running e
 without starting its manager; `--export` also takes `nnictl experiment export --type json` files, and
 `--from-report` a report.json written earlier (a committed report, rebuilt with this code:
 `python3 -m common.cli.report --from-report results/smoke/report.json --out results/smoke`).
-The report itself is built by common/report.py.
+The report itself is built by common/report.py. An experiment run by the multi-objective tuner
+(common/pareto_tuner.py) also gets its front: the non-dominated trials, their hypervolume and a plot.
+
+    python3 -m common.cli.report pick <experiment-id> --max-latency-ratio-b1 0.3 --max-size-ratio 0.1
+
+prints the trial with the best validation accuracy within every budget (flags as the trials' budgets), its
+parameters, measurements and kept int8 model, or says that none is within them and which comes closest.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from common.report import ReportError, load_experiment, load_export, load_report, write_report
+from common.front import SHOWN, pick
+from common.objective import BUDGET_FLAGS
+from common.report import (
+    ReportError,
+    TrialRecord,
+    describe,
+    experiment_config,
+    front_results,
+    load_experiment,
+    load_export,
+    load_report,
+    tuner_objectives,
+    write_report,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pick"]:
+        pick_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
@@ -32,13 +58,62 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not (args.experiments or args.export or args.from_report):
         parser.error("give at least one experiment id, --export or --from-report file")
     try:
-        records = [r for e in args.experiments for r in load_experiment(e, args.registry)]
-        records += [r for f in args.export for r in load_export(f)]
-        records += [r for f in args.from_report for r in load_report(f)]
-        path = write_report(records, args.out)
+        records = _records(args)
+        objectives = {e: o for e in args.experiments if (o := tuner_objectives(experiment_config(e, args.registry)))}
+        for f in args.from_report:  # a rebuilt report keeps the fronts it showed
+            objectives |= {e: front["objectives"] for e, front in json.loads(f.read_text()).get("fronts", {}).items()}
+        path = write_report(records, args.out, objectives)
     except ReportError as err:
         raise SystemExit(f"report: {err}") from None
     print(f"wrote {path} ({len(records)} trials)")
+
+
+def _records(args: argparse.Namespace) -> list[TrialRecord]:
+    records = [r for e in args.experiments for r in load_experiment(e, args.registry)]
+    records += [r for f in args.export for r in load_export(f)]
+    return records + [r for f in args.from_report for r in load_report(f)]
+
+
+def pick_main(argv: Sequence[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python3 -m common.cli.report pick",
+                                     description="the best trial (validation accuracy) within every budget")
+    parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
+    parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
+    parser.add_argument("--from-report", type=Path, action="append", default=[], help="a report.json")
+    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
+    for dest, (metric, text) in BUDGET_FLAGS.items():
+        parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=float, default=None,
+                            help=f"{text} (metric `{metric}`)")
+    args = parser.parse_args(argv)
+    budgets = {metric: getattr(args, dest) for dest, (metric, _) in BUDGET_FLAGS.items()
+               if getattr(args, dest) is not None}
+    if not (args.experiments or args.export or args.from_report) or not budgets:
+        parser.error("give an experiment id (or --export / --from-report) and at least one --max-* budget")
+    try:
+        records = _records(args)
+    except ReportError as err:
+        raise SystemExit(f"report pick: {err}") from None
+    results = [res for e in sorted({r.experiment for r in records}) for res in front_results(records, e)]
+    best, closest = pick(results, budgets)
+    wanted = ", ".join(f"{k} <= {v:g}" for k, v in budgets.items())
+    if best is not None:
+        print(f"best within {wanted}: trial {best['trial_id']}")
+        _show(best)
+        return
+    if closest is None:
+        raise SystemExit(f"report pick: none of {len(results)} trials reports {', '.join(budgets)}")
+    print(f"none of {len(results)} trials is within {wanted}; closest: trial {closest['trial_id']} "
+          f"({', '.join(f'{k} {closest[k]:.3f}' for k in budgets)})")
+    _show(closest)
+    raise SystemExit(1)
+
+
+def _show(result: dict[str, Any]) -> None:
+    print(f"  parameters: {describe(result)}")
+    for key in SHOWN:
+        if result.get(key) is not None:
+            value = result[key]
+            print(f"  {key}: {value:.4f}" if isinstance(value, float) else f"  {key}: {value}")
 
 
 if __name__ == "__main__":

@@ -148,10 +148,12 @@ class ArtifactCache:
         an entry this process cannot read raises CacheReadError and stays where it is."""
         entry = self.entry_dir(name, key)
         meta_path, model_path = entry / "meta.json", entry / "model.pt"
-        if not meta_path.exists():
-            return None
         try:
+            if not meta_path.exists():  # inside the try: an unreadable entry folder raises PermissionError here
+                return None
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                raise CacheError(f"meta.json holds {type(meta).__name__}, not an object")
             if meta.get("key") != json.loads(json.dumps(key, default=str)):
                 raise CacheError("its key does not match the requested one")
             if _sha256(model_path) != meta.get("sha256"):
@@ -191,7 +193,8 @@ class ArtifactCache:
         return entry
 
     def get_or_build(self, name: str, key: dict[str, Any], build: Builder) -> tuple[StateDict, dict[str, Any], bool]:
-        """Load the entry or build it under a lock; returns (state_dict, info, built_here)."""
+        """Load the entry or build it under a lock; returns (state_dict, info, built_here). A built entry that
+        cannot be saved (a full disk, a read-only cache) is still returned: the log says what was not kept."""
         hit = self.load(name, key)
         if hit is not None:
             return (*hit, False)
@@ -206,11 +209,22 @@ class ArtifactCache:
             if hit is not None:
                 return (*hit, False)
             state, info = build()
-            self.save(name, key, state, info)
+            self._save_or_warn(name, key, state, info)
             return state, info, True
         finally:
             owner.unlink(missing_ok=True)
             lock.release()
+
+    def _save_or_warn(self, name: str, key: dict[str, Any], state: StateDict, info: dict[str, Any]) -> None:
+        entry = self.entry_dir(name, key)
+        try:
+            self.save(name, key, state, info)
+        except (OSError, RuntimeError) as err:  # torch.save reports ENOSPC as RuntimeError(inline_container...)
+            reason = "no space left on device" if "No space left" in str(err) or getattr(err, "errno", 0) == 28 \
+                else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            shutil.rmtree(entry, ignore_errors=True)  # never leave a half-written entry behind
+            self.log(f"cache: could not save {entry.name} ({reason}); the trial goes on with the model in memory, "
+                     "the next trial will build it again. Free space, or pass --cache-dir elsewhere.")
 
     def _acquire(self, lock_path: Path) -> FileLock:
         """The entry's lock, waited for with a log line every `wait_log_s`: who holds it and for how long."""

@@ -533,9 +533,14 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
     out = os.environ.get("NNI_OUTPUT_DIR")
     if out:
         targets.append(Path(out) / DEPLOYED_MODEL_FILE)
+    kept = []
     for target in targets:
-        shutil.copyfile(int8_path, target)
-    return str(targets[0]) if targets else ""
+        try:
+            shutil.copyfile(int8_path, target)
+            kept.append(target)
+        except OSError as err:  # the measurements are worth reporting even when the file cannot be kept
+            print(f"warning: could not keep the deployed model at {target}: {err.strerror or err}", flush=True)
+    return str(kept[0]) if kept else ""
 
 
 def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,

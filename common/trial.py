@@ -152,13 +152,21 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
     keep = getattr(args, "keep_model", None)
     if keep:  # the deployed model is written after all training: a path that cannot work must fail now
         target = Path(keep).expanduser()
-        if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
+        if target.is_dir() or not target.parent.is_dir() or not writable or not _regular_or_new(target):
             raise ValueError(f"--keep-model {keep}: not a writable file path (is {target.parent} a writable folder?)")
     # Whatever else the profile's fine-tune recipe rejects (TrainConfig checks its own fields).
     try:
         finetune_config(args, get_profile(args.profile, dataset=args.dataset))
     except ValueError as err:
         raise ValueError(f"fine-tune parameters (--finetune-epochs, --trial-budget, ...): {err}") from err
+
+
+def _regular_or_new(path: Path) -> bool:
+    """A file --keep-model may write: a new path or an existing regular file (not /proc, not a device)."""
+    if str(path.resolve()).startswith(("/proc/", "/sys/", "/dev/")):  # writable for root, yet no file lands there
+        return False
+    return not path.exists() or path.is_file()
 
 
 def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace, tuned: dict[str, Any]) -> None:

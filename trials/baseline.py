@@ -3,8 +3,6 @@
     python trials/baseline.py --profile smoke
 """
 
-import _path  # noqa: F401
-
 from common.record import result_keys
 from common.stages import dense_stage, training_inputs
 from common.trial import base_parser, parse_params, report_objective, run_main, start_session

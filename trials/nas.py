@@ -6,8 +6,6 @@ candidate; the flags' defaults are ResNet-18.
     python trials/nas.py --profile smoke --stages 3 --blocks 1 --width 16 --activation tanh --kernel-size 5
 """
 
-import _path  # noqa: F401
-
 from common.models import arch_key
 from common.nas import add_candidate_arguments, arch_dict, candidate_from_args, candidate_metrics
 from common.stages import dense_stage, training_inputs

@@ -9,8 +9,6 @@ pruned + fine-tuned model come from the artifact cache, so trials that share tha
 The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 """
 
-import _path  # noqa: F401
-
 from common import stagewise
 from common.models import load_arch
 from common.pruning import add_pruning_arguments

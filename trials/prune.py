@@ -5,8 +5,6 @@ fine-tune → measure next to the dense model → report to NNI.
     python trials/prune.py --pruner fpgm --sparsity 0.5 --prune-schedule gradual --prune-steps 3   # 3 rounds
 """
 
-import _path  # noqa: F401
-
 from common.pruning import add_pruning_arguments
 from common.stages import dense_stage, pruned_stage, training_inputs
 from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session

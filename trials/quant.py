@@ -9,8 +9,6 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 `packed_size_mb` is what a 4-bit format would store.
 """
 
-import _path  # noqa: F401
-
 from common import stagewise
 from common.stages import (
     add_quantization_arguments,

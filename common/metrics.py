@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -173,3 +175,16 @@ def _time_call(model: Runnable, x_cpu: torch.Tensor, x_dev: torch.Tensor, dev: t
     if cuda:
         torch.cuda.synchronize(dev)
     return (time.perf_counter() - t0) * 1e3
+
+
+def contention(threads: int | None) -> dict[str, Any]:
+    """How busy the machine was while latencies were measured (call right after): the 1-minute load average
+    and whether other work competed for the cores (load average above the core count: this process counts
+    as its `threads`). A contended latency on a shared machine can be ~3x its idle value; its ratios to a
+    model timed in the same interleaved call remain comparable, its milliseconds do not."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return {"latency_loadavg_1m": None, "latency_contended": None}
+    cores = os.cpu_count() or 1
+    return {"latency_loadavg_1m": round(load, 2), "latency_contended": load > max(cores, threads or cores)}

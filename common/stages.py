@@ -61,7 +61,7 @@ from common.deploy import (
     qdq_reference,
     runtime_module,
 )
-from common.metrics import LatencySetting, measure_latency, size_measurement
+from common.metrics import LatencySetting, contention, measure_latency, size_measurement
 from common.models import arch_key, build_model, load_resized
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
@@ -411,6 +411,7 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
                               threads=latency_threads, warmup=inputs.latency.warmup,
                               repeats=inputs.latency.repeats, device="cpu")
         seconds["latency"] = time.perf_counter() - t0
+        load = contention(latency_threads)
         sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
         int8_bytes = os.path.getsize(deployment.int8_path)
         sound = [r for r in int8 if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
@@ -462,7 +463,7 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
         "agreement_val": agreement[chosen]["val"], "agreement_test": agreement[chosen]["test"],
         **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
         "min_agreement": min_agreement,
-        "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(),
+        "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(), **load,
         **portable.result_keys(RUNTIMES),
         "packed_size_ratio": packed / models["dense_ort"].size_bytes,
         # What NNI and the deployment did.

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,7 +24,7 @@ from torch import nn
 from common import cpu, nni_compat, stagewise
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
-from common.metrics import LatencySetting, measure_latency, size_measurement
+from common.metrics import LatencySetting, contention, measure_latency, size_measurement
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import resolve_steps
@@ -212,6 +212,7 @@ class Session:
     splits: ImageSplits
     loaders: dict[str, TensorLoader]
     cache: ArtifactCache
+    last_contention: dict[str, Any] = field(default_factory=dict)  # of the last latency measurement
 
     @property
     def in_channels(self) -> int:
@@ -252,6 +253,7 @@ class Session:
         threads = setting.threads if self.device.type == "cpu" else None
         ms = measure_latency(models, LATENCY_BATCHES, input_shape=tuple(self.splits.train_images.shape[1:]),
                              threads=threads, warmup=setting.warmup, repeats=setting.repeats, device=self.device)
+        self.last_contention = contention(threads)
         return {name: Latency(per, str(self.device), "torch fp32", threads) for name, per in ms.items()}
 
     def describe(self, model: nn.Module) -> Measurement:
@@ -305,7 +307,8 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
                         dense_acc: dict[str, float] | None = None) -> dict[str, Any]:
     """Accuracy, size and latency of `model` next to the dense model it came from (same run, interleaved)."""
     m = session.measure({"model": model, "dense": dense}, {"dense": dense_acc} if dense_acc else None)
-    return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"])}
+    return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"]),
+            **session.last_contention}
 
 
 def report_final(objective: float, metrics: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:

@@ -144,3 +144,13 @@ def test_latency_min_time_adds_rounds():
     measure_latency({"s": Recorder("s", log, sleep_s=0.002)}, batch_sizes=(1,), warmup=0, repeats=2, min_time_s=0.05)
     assert len(log) >= 5  # beyond the 2 requested repeats (loose: sleeps overshoot on a loaded box)
     assert len(log) < 0.05 / 0.002 + 2  # but it stops once the time budget is spent
+
+
+def test_a_latency_measured_beside_other_work_is_flagged_contended(monkeypatch):
+    from common import metrics
+
+    monkeypatch.setattr(metrics.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (3.4, 2.0, 1.0))
+    assert metrics.contention(1) == {"latency_loadavg_1m": 3.4, "latency_contended": True}
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (1.1, 2.0, 1.0))
+    assert metrics.contention(1) == {"latency_loadavg_1m": 1.1, "latency_contended": False}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from common.front import Front, front
+from common.pareto import non_dominated
 from common.record import SIZE_KINDS, Latency, Measurement, read, read_comparison, upgrade
 
 # Which trial script produced a result, as echoed in its `trial` key, and its row in the table.
@@ -122,6 +123,10 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
         # Why a trial ended without a result: NNI 3.0 writes trial.log under environments/<env>/trials/<id>/.
         fallback = sorted(db.parents[1].glob(f"**/trials/{t}/trial.log"))
         tail = "" if s == "SUCCEEDED" and result else last_log_line(log_dirs.get(t), fallback)
+        if s in ("RUNNING", "WAITING") and tail.startswith("TRIAL FAILED"):  # killed by `nnictl stop`: no event
+            s = "FAILED"
+        if t in finals and result is None:
+            tail = f"reported {finals[t]!r}, not a result of this suite (an experiment of another kind?)"
         records.append(TrialRecord(exp_id, t, s, result, params.get(t), tail))
     return records
 
@@ -154,20 +159,19 @@ def load_export(path: Path) -> list[TrialRecord]:
     """Trials from `nnictl experiment export --type json` (only trials with a final result are exported)."""
     if not path.exists():
         raise ReportError(f"export file {path} does not exist")
-    rows = json.loads(path.read_text())
-    return [TrialRecord(path.stem, r["trialJobId"], "SUCCEEDED",
-                        _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"])
-            for r in rows]
+    try:
+        rows = json.loads(path.read_text())
+        return [TrialRecord(path.stem, r["trialJobId"], "SUCCEEDED",
+                            _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"])
+                for r in rows]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ReportError(f"{path} is not a `nnictl experiment export --type json` file "
+                          f"({type(err).__name__}: {err})") from None
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated when minimising x (cost) and maximising y (accuracy)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        dominated = any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
+    """Indices of points not dominated when minimising x (cost) and maximising y (accuracy), by cost."""
+    return sorted(non_dominated(points, ("minimize", "maximize")), key=lambda i: points[i][0])
 
 
 def _mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -214,7 +218,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     ok = [upgrade(r.result) for r in records if r.ok]
     if not ok:
         listing = f"; its {len(records)} trial(s):\n{failure_listing(records)}" if records else ""
-        raise ReportError(f"no trial has a final result yet: nothing to report{listing}")
+        raise ReportError(f"no trial has a result of this suite yet: nothing to report{listing}")
     rows: list[dict[str, Any]] = []
     # The dense baseline as every trial measured it beside its own model (same process, same load).
     baselines = [read(r) for r in ok if r.get("trial") == "baseline"]
@@ -554,7 +558,10 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path,
     plots = plot(records, out_dir)
     plots += [p for e, f in found.items() if (p := plot_front(e, front_results(records, e), f, out_dir))]
     path = out_dir / "report.md"
-    path.write_text(markdown(records, plots, found))
+    try:
+        path.write_text(markdown(records, plots, found))
+    except OSError as err:
+        raise ReportError(f"cannot write {path}: {err.strerror}") from err
     # The same data for scripts: the summary rows and every trial's full final result.
     data = {"summary": summary_rows(records), "machines": machines(records),
             "fronts": {e: f.summary() for e, f in found.items()},

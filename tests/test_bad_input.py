@@ -1,5 +1,6 @@
 """Bad input and faults that used to lose finished work or end in a bare traceback (issue: one frozen record)."""
 
+import json
 import os
 from pathlib import Path
 
@@ -71,3 +72,57 @@ def test_a_model_that_cannot_be_kept_is_reported_not_raised(tmp_path, monkeypatc
     assert "could not keep the deployed model" in capsys.readouterr().out
     assert _keep(model, str(tmp_path / "kept.onnx")) == str(tmp_path / "kept.onnx")
     assert os.path.getsize(tmp_path / "kept.onnx") == 4
+
+
+def _experiment(tmp_path: Path, trials: dict[str, tuple[str, str, object]]) -> Path:
+    """A registry and database: per trial id, its last event, the last line of its trial.log, its final result."""
+    import sqlite3
+
+    exp_dir = tmp_path / "logs" / "odd00001"
+    (exp_dir / "db").mkdir(parents=True)
+    db = sqlite3.connect(exp_dir / "db" / "nni.sqlite")
+    db.execute("CREATE TABLE TrialJobEvent (timestamp integer, trialJobId text, event text, data text, "
+               "logPath text, sequenceId integer, message text, environmentId text)")
+    db.execute("CREATE TABLE MetricData (timestamp integer, trialJobId text, parameterId text, type text, "
+               "sequence integer, data text)")
+    for t, (trial_id, (event, last_line, final)) in enumerate(trials.items()):
+        trial_dir = exp_dir / "environments" / "local-env" / "trials" / trial_id
+        trial_dir.mkdir(parents=True)
+        (trial_dir / "trial.log").write_text(f"session: ...\n{last_line}\n")
+        db.execute("INSERT INTO TrialJobEvent VALUES (?, ?, ?, NULL, ?, ?, NULL, 'local-env')",
+                   (t, trial_id, event, str(trial_dir), t))
+        if final is not None:
+            db.execute("INSERT INTO MetricData VALUES (?, ?, '0', 'FINAL', 0, ?)",
+                       (t, trial_id, json.dumps(json.dumps(final))))
+    db.commit()
+    db.close()
+    registry = tmp_path / ".experiment"
+    registry.write_text(json.dumps({"odd00001": {"id": "odd00001", "logDir": str(tmp_path / "logs")}}))
+    return registry
+
+
+def test_a_trial_killed_by_nnictl_stop_is_failed_and_a_plain_number_is_named(tmp_path, capsys):
+    from common.cli.report import main
+    from common.report import load_experiment
+
+    registry = _experiment(tmp_path, {"kill1": ("RUNNING", "TRIAL FAILED: interrupted (KeyboardInterrupt)", None),
+                                      "plain": ("SUCCEEDED", "done", 0.93)})
+    records = {r.trial_id: r for r in load_experiment("odd00001", registry)}
+    assert records["kill1"].status == "FAILED"
+    with pytest.raises(SystemExit) as end:
+        main(["odd00001", "--registry", str(registry), "--out", str(tmp_path / "out")])
+    assert "plain SUCCEEDED parameters=null: reported 0.93, not a result of this suite" in str(end.value)
+
+
+def test_a_malformed_export_or_an_unwritable_out_is_one_line(tmp_path):
+    from common.cli.report import main
+
+    bad = tmp_path / "export.json"
+    bad.write_text('[{"value": 1}]')
+    with pytest.raises(SystemExit, match="is not a `nnictl experiment export --type json` file"):
+        main(["--export", str(bad)])
+    (tmp_path / "a-file").write_text("")
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps([{"trialJobId": "t1", "value": json.dumps({"default": 0.5, "accuracy": 0.5})}]))
+    with pytest.raises(SystemExit, match="cannot write the report to"):
+        main(["--export", str(good), "--out", str(tmp_path / "a-file" / "report")])

@@ -37,4 +37,5 @@ def test_pareto_smoke_search_reports_a_front_and_picks_within_a_budget(tmp_path,
         assert f"trial {best['id']}" in picked.splitlines()[0] and "int8_model" in picked
         with pytest.raises(SystemExit) as none:
             report_main(["pick", exp.id, "--max-latency-ratio-b1", "0.0001"])
-        assert none.value.code == 1 and "none of 4 trials is within latency_ratio_b1 <= 0.0001" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert none.value.code == 1 and "none of 4 trials is within latency_ratio_b1 <= 0.0001" in said

@@ -327,6 +327,6 @@ def test_export_of_an_all_failed_search_says_why(tmp_path, capsys):
     registry = failed_registry(tmp_path)
     assert nas_cli.main(["export", "fail0001", "--registry", str(registry), "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
-    assert "no trial of fail0001 has a final result yet; its 2 trial(s)" in err
+    assert "no trial of fail0001 has a result of this suite yet; its 2 trial(s)" in err
     assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in err
     assert "bbbbb FAILED" in err and "TRIAL FAILED: NonFiniteLossError" in err

@@ -204,7 +204,7 @@ def test_all_failed_experiment_lists_each_trial_and_why(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["fail0001", "--registry", str(registry), "--out", str(tmp_path / "out")])
     message = str(info.value)
-    assert "no trial has a final result yet" in message and "its 2 trial(s)" in message
+    assert "no trial has a result of this suite yet" in message and "its 2 trial(s)" in message
     assert 'aaaaa FAILED parameters={"pruner": "fpgm", "sparsity": 1.5}: TRIAL FAILED: sparsity must be' in message
     assert 'bbbbb FAILED parameters={"pruner": "l1", "sparsity": 0.5}: TRIAL FAILED: NonFiniteLossError' in message
 

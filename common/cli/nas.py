@@ -59,7 +59,7 @@ def records_from_db(experiment_id: str, registry: str | Path | None = None) -> l
         raise ExportError(f"{err}; or pass --port of its running manager") from None
     records = _from_report(trials)
     if trials and not records:  # say why: every trial's parameters and the last line of its trial.log
-        raise ExportError(f"no trial of {experiment_id} has a final result yet; its {len(trials)} trial(s):\n"
+        raise ExportError(f"no trial of {experiment_id} has a result of this suite yet; its {len(trials)} trial(s):\n"
                           f"{failure_listing(trials)}")
     return records
 

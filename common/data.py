@@ -346,7 +346,8 @@ def _gunzip_into(source: Path, raw: Path) -> bool:
         except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a truncated file is EOFError
             raise DatasetNotFoundError(f"could not decompress {src} into {raw} ({exc})") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # raw may not be a folder at all: keep the message above
+                tmp.unlink(missing_ok=True)
     return True
 
 
@@ -354,6 +355,9 @@ def _load_fashion_mnist(data_dir: str | os.PathLike, download: bool):
     from torchvision.datasets import FashionMNIST
 
     root = Path(data_dir).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise DatasetNotFoundError(f"--data-dir {root} is a file, not a folder: give the folder that holds (or will "
+                                   "hold) FashionMNIST/raw/")
     raw = root / "FashionMNIST" / "raw"  # torchvision's layout: <root>/<class name>/raw
     # Sources in order: raw/ as torchvision leaves it, .gz files put into raw/ by hand, Debian's package, download.
     if not all((raw / name).is_file() for name in _FASHION_MNIST_FILES):
@@ -376,6 +380,13 @@ def _load_fashion_mnist(data_dir: str | os.PathLike, download: bool):
             f"(torchvision downloads it), or put the four IDX files ({', '.join(_FASHION_MNIST_FILES)}, "
             f"optionally .gz) into {raw}."
         ) from exc
+    classes = len(train.classes)
+    for split, labels in (("train", train.targets), ("t10k", test.targets)):
+        bad = labels[(labels < 0) | (labels >= classes)]
+        if bad.numel():  # else training fails with `Target 200 is out of bounds`, naming no file
+            raise DatasetNotFoundError(f"{raw / f'{split}-labels-idx1-ubyte'}: {bad.numel()} label(s) outside "
+                                       f"0..{classes - 1} (first: {int(bad[0])}); the file is corrupt: delete it "
+                                       "and retry")
     # torchvision decodes to (N, 28, 28) uint8; add the channel axis.
     return (train.data.unsqueeze(1).contiguous(), train.targets.to(torch.int64),
             test.data.unsqueeze(1).contiguous(), test.targets.to(torch.int64), list(train.classes))

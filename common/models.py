@@ -39,7 +39,8 @@ class ResNetSpec:
             raise ValueError(f"blocks {self.blocks} and widths {self.widths} must be positive")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
-        if self.kernel_size not in (1, 3, 5, 7):
+        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or \
+                self.kernel_size not in (1, 3, 5, 7):
             raise ValueError(f"kernel_size must be an odd size in (1, 3, 5, 7), got {self.kernel_size}")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
@@ -59,7 +60,12 @@ class ResNetSpec:
         d = dict(d)
         for key in ("blocks", "widths"):
             if key in d:
-                d[key] = tuple(int(v) for v in d[key])
+                value = d[key]
+                # A string ("11") or 16.5 would become (1, 1) or 16 through int(): say so instead.
+                if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int)
+                                                               for v in value):
+                    raise ValueError(f"{key} must be a list of integers, got {value!r}")
+                d[key] = tuple(value)
         return cls(**d)
 
 
@@ -151,6 +157,19 @@ def to_spec(arch: str | dict | ResNetSpec, num_classes: int = 10, in_channels: i
     if arch == "resnet18":
         return ResNetSpec(num_classes=num_classes, in_channels=in_channels)
     raise ValueError(f"unknown architecture {arch!r}; use 'resnet18' or an architecture dict")
+
+
+def check_resolution(arch: str | dict | ResNetSpec, image_size: int) -> None:
+    """ValueError when `arch`'s stages would halve `image_size` px images below 2 px (its last stages would
+    convolve 1x1 feature maps: padding, not image)."""
+    stages = len(to_spec(arch).blocks)
+    last = image_size
+    for _ in range(stages - 1):
+        last = (last + 1) // 2
+    if last < 2:
+        fits = next(n for n in range(1, stages + 1) if -(-image_size // 2 ** n) < 2)
+        raise ValueError(f"architecture with {stages} stages on {image_size}x{image_size} images: the last stages "
+                         f"would run at {last}x{last} px; use at most {fits} stages for this image size")
 
 
 def build_model(arch: str | dict | ResNetSpec, num_classes: int = 10, in_channels: int = 3) -> ResNet:

@@ -62,7 +62,7 @@ from common.deploy import (
     runtime_module,
 )
 from common.metrics import LatencySetting, contention, measure_latency, size_measurement
-from common.models import arch_key, build_model, load_resized
+from common.models import arch_key, build_model, check_resolution, load_resized
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
 from common.quantization import (
@@ -164,6 +164,7 @@ class TrainingInputs:
         return torch.randn(1, *self.image_shape)
 
     def build(self, arch: str | dict, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+        check_resolution(arch, min(self.image_shape[1:]))
         model = build_model(arch, self.num_classes, self.image_shape[0])
         return model if state is None else load_resized(model, state)
 

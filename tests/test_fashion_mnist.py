@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -151,3 +152,22 @@ def test_profile_image_size_and_crop_reach_the_data_and_the_cache_key(system_dir
     smoke = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "smoke", *flags]))
     smoke_key = stages.dense_key(stages.training_inputs(smoke), "resnet18")
     assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke_key  # the default: older entries hold
+
+
+def test_an_out_of_range_label_is_named_with_its_file_at_load(fake_fashion_mnist, no_system_dir, tmp_path):
+    from tests.conftest import write_idx
+
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    shutil.copytree(fake_fashion_mnist.gz_dir, raw)
+    labels = fake_fashion_mnist.train_labels.astype(np.uint8)
+    labels[3] = 200
+    write_idx(raw / "train-labels-idx1-ubyte.gz", labels)
+    with pytest.raises(DatasetNotFoundError, match=r"labels-idx1-ubyte: 1 label\(s\) outside 0..9 \(first: 200\)"):
+        load_splits("fashion-mnist", tmp_path / "data", download=False)
+
+
+def test_a_data_dir_that_is_a_file_says_so(no_system_dir, offline, tmp_path):
+    not_a_folder = tmp_path / "data.txt"
+    not_a_folder.write_text("")
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a folder"):
+        load_splits("fashion-mnist", not_a_folder, download=False)

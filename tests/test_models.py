@@ -84,3 +84,24 @@ def test_load_arch_names_the_problem(tmp_path, text, match):
         path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_arch(path)
+
+
+@pytest.mark.parametrize("arch, message", [
+    ({"blocks": [1, 1], "widths": [16, 32], "kernel_size": 3.0}, "kernel_size must be"),
+    ({"blocks": [1, 1], "widths": [16, 32.5]}, "widths must be a list of integers"),
+    ({"blocks": "11", "widths": [16, 32]}, "blocks must be a list of integers"),
+])
+def test_an_architecture_json_with_the_wrong_types_is_refused(arch, message):
+    from common.models import to_spec
+
+    with pytest.raises(ValueError, match=message):
+        to_spec(arch)
+
+
+def test_too_many_stages_for_the_image_size_fail_before_training():
+    from common.models import check_resolution
+
+    check_resolution({"blocks": [1] * 5, "widths": [8] * 5}, 32)  # 32, 16, 8, 4, 2 px
+    message = "7 stages on 32x32 images: the last stages would run at 1x1 px; use at most 5 stages"
+    with pytest.raises(ValueError, match=message):
+        check_resolution({"blocks": [1] * 7, "widths": [8] * 7}, 32)

@@ -311,7 +311,10 @@ def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
             **session.last_contention}
 
 
-def report_final(objective: float, metrics: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+TRIAL_KINDS = ("baseline", "prune", "quant", "nas", "pipeline")
+
+
+def report_final(objective: float, metrics: dict[str, Any], args: argparse.Namespace, kind: str) -> dict[str, Any]:
     """Report to NNI with the trial's parameters echoed back.
 
     NNI 3.0 pairs trials with the wrong hyper-parameters in its REST API, CSV export and web UI
@@ -319,11 +322,13 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     """
     import nni
 
+    if kind not in TRIAL_KINDS:
+        raise ValueError(f"unknown trial kind {kind!r}; one of {', '.join(TRIAL_KINDS)}")
     if not math.isfinite(float(objective)):
         raise RuntimeError(f"objective is {objective}; refusing to report a non-finite metric")
-    # `trial` names the script (prune, quant, ...): the report groups results by it.
+    # `trial` names the kind of trial (declared by the script, not its file name): the report groups results by it.
     # Every result names the CPU it measured latency on: two machines' numbers are never read as one.
-    result = {"default": float(objective), "trial": Path(sys.argv[0]).stem, **cpu.describe(), **_plain(metrics),
+    result = {"default": float(objective), "trial": kind, **cpu.describe(), **_plain(metrics),
               **_plain(vars(args))}
     nni.report_final_result(result)
     if not in_nni_trial():
@@ -331,14 +336,14 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     return result
 
 
-def report_objective(metrics: dict[str, Any], args: argparse.Namespace,
+def report_objective(metrics: dict[str, Any], args: argparse.Namespace, kind: str,
                      accuracy_key: str = "val_acc") -> dict[str, Any]:
     """Report with `default` = the budget-aware objective of `metrics[accuracy_key]` (validation accuracy:
     tuners select on the held-out split; test accuracy is reported beside it) and why it was penalised."""
     budgets = budgets_from_args(args)
     metrics = {**metrics, **budget_metrics(metrics, budgets, args.budget_power)}
     value = objective(metrics, accuracy_key, budgets, args.budget_power, args.budget_penalty)
-    return report_final(value, metrics, args)
+    return report_final(value, metrics, args, kind)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

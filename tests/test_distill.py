@@ -107,7 +107,7 @@ def test_distillation_is_in_the_pruned_cache_key_and_the_echo(tmp_path, capsys):
     pruned_stage(training_inputs(distilled), TINY, "l1", 0.5)
     out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pruned b1_w8")]
     assert [line.rsplit(": ", 1)[1] for line in out] == ["built and cached", "loaded from cache", "built and cached"]
-    echoed = trial.report_final(0.5, {}, distilled.args)
+    echoed = trial.report_final(0.5, {}, distilled.args, "prune")
     assert (echoed["distill_weight"], echoed["distill_temperature"]) == (0.5, 2.0)
 
 

@@ -59,8 +59,9 @@ def test_bad_search_space_fails_loudly(tuner, params, match):
 
 def test_report_final_echoes_parameters(capsys):
     args = trial.parse_params(prune_parser(), ["--pruner", "fpgm", "--sparsity", "0.5"])
-    result = trial.report_final(0.75, {"accuracy": 0.7}, args)
-    assert result["default"] == 0.75 and result["pruner"] == "fpgm" and result["sparsity"] == 0.5
+    result = trial.report_final(0.75, {"accuracy": 0.7}, args, "prune")
+    assert result["trial"] == "prune" and result["default"] == 0.75
+    assert result["pruner"] == "fpgm" and result["sparsity"] == 0.5
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("FINAL ")][-1]
     assert json.loads(line[len("FINAL "):]) == json.loads(json.dumps(result))
     from common.cpu import cpu_info
@@ -70,13 +71,13 @@ def test_report_final_echoes_parameters(capsys):
 
 def test_every_trial_reports_under_the_configs_budget(capsys):
     metrics = {"accuracy": 0.5, "val_acc": 0.6, "test_acc": 0.5, "latency_ratio_b1": 0.4, "params": 100}
-    plain = trial.report_objective(metrics, trial.parse_params(prune_parser(), []))
+    plain = trial.report_objective(metrics, trial.parse_params(prune_parser(), []), "prune")
     assert plain["default"] == 0.6 and plain["within_budget"] is True and plain["budget_factor"] == 1.0
     args = trial.parse_params(prune_parser(), ["--max-latency-ratio-b1", "0.3", "--budget-penalty", "hard"])
-    over = trial.report_objective(metrics, args)
+    over = trial.report_objective(metrics, args, "prune")
     assert over["default"] == pytest.approx(0.6 * 0.3 / 0.4 - 1) and over["within_budget"] is False
     assert over["budget_latency_ratio_b1"] == 0.3 and over["val_acc"] == 0.6  # raw metrics still reported
-    soft = trial.report_objective(metrics, trial.parse_params(prune_parser(), ["--max-params", "200"]))
+    soft = trial.report_objective(metrics, trial.parse_params(prune_parser(), ["--max-params", "200"]), "prune")
     assert soft["default"] == 0.6
 
 
@@ -98,7 +99,7 @@ def test_budget_from_the_tuner_is_checked(tuner):
 def test_report_final_refuses_non_finite(bad):
     args = trial.parse_params(prune_parser(), [])
     with pytest.raises(RuntimeError, match="non-finite"):
-        trial.report_final(bad, {}, args)
+        trial.report_final(bad, {}, args, "prune")
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
@@ -304,3 +305,11 @@ def test_skip_bad_images_flag_reaches_the_loader(fake_imagefolder_dir, tmp_path)
         trial.start_session(trial.parse_params(trial.base_parser("t"), flags))
     session = trial.start_session(trial.parse_params(trial.base_parser("t"), [*flags, "--skip-bad-images"]))
     assert len(session.splits.train_labels) + len(session.splits.val_labels) == 11
+
+
+def test_the_trial_kind_is_declared_not_the_script_name(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["renamed_copy_of_prune.py"])
+    args = trial.parse_params(prune_parser(), [])
+    assert trial.report_final(0.5, {}, args, "prune")["trial"] == "prune"
+    with pytest.raises(ValueError, match="unknown trial kind 'renamed'"):
+        trial.report_final(0.5, {}, args, "renamed")

@@ -13,7 +13,7 @@ def main() -> None:
     session = start_session(args)
 
     dense, _ = dense_stage(training_inputs(session), "resnet18", report_epochs=True)
-    report_objective(result_keys(session.measure({"dense": dense})["dense"]), args)
+    report_objective(result_keys(session.measure({"dense": dense})["dense"]), args, "baseline")
 
 
 if __name__ == "__main__":

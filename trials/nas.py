@@ -31,7 +31,7 @@ def main() -> None:
     baseline = dense_stage(training, "resnet18")[0] if args.compare_baseline else None
 
     metrics = {"arch": arch_key(arch), **candidate_metrics(session, model, baseline)}
-    report_objective(metrics, args)
+    report_objective(metrics, args, "nas")
 
 
 if __name__ == "__main__":

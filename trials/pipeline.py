@@ -36,7 +36,7 @@ def main() -> None:
                                 stage_bits=stagewise.parse("stage_bits", args.stage_bits),
                                 **deployment_options(session))
     # `default`: the deployed model's validation accuracy, under the config's budgets.
-    report_objective(metrics, args, "int8_val_acc")
+    report_objective(metrics, args, "pipeline", "int8_val_acc")
 
 
 if __name__ == "__main__":

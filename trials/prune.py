@@ -29,7 +29,7 @@ def main() -> None:
     metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]  # gradual: after the first round's cut
     for k, done in enumerate(info.get("rounds", []), start=1):  # gradual: each round's level, size and accuracy
         metrics |= {f"round{k}_{name}": value for name, value in done.items()}
-    report_objective(metrics, args)
+    report_objective(metrics, args, "prune")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def main() -> None:
                                       stage_bits=stagewise.parse("stage_bits", args.stage_bits),
                                       **deployment_options(session))
     # `default` is the deployed int8 model's validation accuracy: what the user ships.
-    report_objective(metrics, args, "int8_val_acc")
+    report_objective(metrics, args, "quant", "int8_val_acc")
 
 
 if __name__ == "__main__":

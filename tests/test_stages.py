@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from common.cpu import cpu_info, resolve_int8_scheme
+from common.cpu import cpu_info
 from common.data import SYNTHETIC_CLASSES, load_splits, make_loaders
 from common.deploy import DeploymentError
 from common.metrics import LatencySetting
@@ -62,7 +62,8 @@ def test_stage_measures_every_model_against_dense(inputs):
     assert m["int8_model"] == ""  # nothing kept outside an NNI trial
     # The CPU, the weight grid and the runtime that ship are named; the chosen runtime passed the gate.
     assert m["cpu_model"] == cpu_info().model and m["cpu_isa"] == cpu_info().isa
-    assert m["int8_scheme_used"] == resolve_int8_scheme("auto") and m["runtime_used"] in ("ort", "openvino")
+    assert m["int8_scheme_used"] == "reduced" and m["runtime_used"] in ("ort", "openvino")  # the portable default
+    assert m["portability_check_used"] == "none" and m["portable_avx2"] is None  # off unless asked
     assert m["agreement_val"] == m[f"agreement_val_{m['runtime_used']}"] >= m["min_agreement"] == 0.99
     assert m["latency_ms_b1"] == m[f"int8_{m['runtime_used']}_latency_ms_b1"]
 

@@ -324,6 +324,105 @@ def stage_inputs(session: Session) -> StageInputs:
                        on_epoch_end=report_intermediate)
 
 
+@dataclass(frozen=True)
+class Quantized:
+    """NNI's simulated model, the scales it found, what it did and on which weight grid."""
+
+    sim: nn.Module
+    calibration: Mapping[str, Any]
+    info: Mapping[str, Any]
+    scheme: str  # "full" or "reduced" (common/cpu.py)
+
+
+def quantize_stage(inputs: StageInputs, start: nn.Module, teacher: nn.Module, *, algorithm: str, bits: int,
+                   calibration_batches: int, scheme: str, stage_bits: tuple[int, ...] | None = None) -> Quantized:
+    """NNI quantizes a copy of `start` on the `scheme` grid: PTQ calibrates, the others fine-tune (epochs
+    reported to NNI), distilling from `teacher` when the recipe says so."""
+    inputs.loaders["train"].reset()  # calibration batches must not depend on what this process trained before
+    try:
+        sim, calibration, info = quantize_model(
+            start, algorithm, bits, train_loader=inputs.loaders["train"], val_loader=inputs.loaders["val"],
+            finetune_cfg=inputs.qat, device=inputs.device, example_input=inputs.example_input,
+            calibration_batches=calibration_batches, on_epoch_end=inputs.on_epoch_end,
+            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=teacher, stage_bits=stage_bits)
+    except (TypeError, AttributeError, IndexError, KeyError) as err:
+        # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
+        raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
+                           f"--calibration-batches {calibration_batches}: {type(err).__name__}: {err}") from err
+    return Quantized(fp32_exact(sim), calibration, info, scheme)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The int8 file, each candidate runtime running it, and what decides which may ship."""
+
+    path: Path
+    info: Mapping[str, Any]  # deploy_int8's: where scales came from, ORT's kernels, bytes
+    runtimes: Mapping[str, nn.Module]
+    kernels: Mapping[str, Mapping[str, Any]]
+    preds: Mapping[str, Mapping[str, torch.Tensor]]  # "sim" and each runtime: top-1 per split
+    agreement: Mapping[str, Mapping[str, float]]  # each runtime with the simulation, per split
+    shippable: list[str]  # passed the gate (and the portability check, where any runtime passed it)
+    portability: portability.Portability
+    seconds: Mapping[str, float]
+
+
+def deploy_stage(inputs: StageInputs, quantized: Quantized, start: nn.Module, workdir: Path, *,
+                 candidates: list[str], calibration_batches: int, min_agreement: float, portability_check: str,
+                 portability_images: int) -> Deployed:
+    """BN-folded ONNX with NNI's scales pinned as Q/DQ, run by each candidate runtime on integer kernels, gated
+    against NNI's simulation (DeploymentError below `min_agreement`) and, if asked, checked on an AVX2-only CPU."""
+    t0 = time.perf_counter()
+    loaders, example = inputs.loaders, inputs.example_input
+    deployment = deploy_int8(dequantized_model(quantized.sim.inner, start), quantized.calibration, workdir, example,
+                             take_inputs(loaders["train"], calibration_batches))
+    runtimes = {r: runtime_module(r, deployment.int8_path, threads=inputs.latency.threads) for r in candidates}
+    kernels = {"ort": deployment.info}
+    if "openvino" in runtimes:
+        kernels["openvino"] = openvino_kernel_report(runtimes["openvino"], tuple(example.shape))
+    deployed_s = time.perf_counter() - t0
+    print(f"deployed ({quantized.scheme} grid, {quantized.info['weight_bits']}-bit weights): "
+          + ", ".join(f"{r} {kernels[r]['integer_ops']}" for r in runtimes) + f" in {deployed_s:.0f}s", flush=True)
+
+    t0 = time.perf_counter()
+    preds = {name: {split: predict(m, loaders[split], device=inputs.device) for split in SPLITS}
+             for name, m in {"sim": quantized.sim, **runtimes}.items()}
+    agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in runtimes}
+    sound = shippable_runtimes(kernels, agreement, min_agreement)
+    if not sound:
+        worst = candidates[0]
+        # The QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
+        reference = predict(qdq_reference(deployment.int8_path), loaders["val"], device=inputs.device)
+        raise DeploymentError(_gate_message(worst, quantized.scheme, quantized.info["weight_bits"],
+                                            agreement[worst]["val"], _agreement(reference, preds[worst]["val"]),
+                                            min_agreement))
+    evaluated_s = time.perf_counter() - t0
+    checked = _check_portability(portability_check, deployment.int8_path, loaders["val"],
+                                 {r: preds[r]["val"] for r in sound}, agreement, portability_images, min_agreement)
+    shippable = shippable_runtimes(kernels, agreement, min_agreement, checked)
+    return Deployed(deployment.int8_path, deployment.info, runtimes, kernels, preds, agreement, shippable, checked,
+                    {"deploy": deployed_s, "evaluate": evaluated_s, "portability": checked.seconds})
+
+
+def measure_stage(inputs: StageInputs, fp32: Mapping[str, nn.Module], deployed: Deployed,
+                  workdir: Path) -> tuple[dict[str, Any], dict[str, dict[int, float]], dict[str, int]]:
+    """Accuracy of every fp32 model, and latency of every model (fp32 torch, fp32 ONNX Runtime, each int8
+    runtime) interleaved in one call at one thread count, on the CPU the int8 model runs on. Returns the
+    accuracies (with the deployed runtimes'), the latencies and the fp32 ONNX sizes."""
+    loaders, example, threads = inputs.loaders, inputs.example_input, inputs.latency.threads
+    onnx_fp32 = {name: export_fp32(m, workdir / f"{name}.fp32.onnx", example) for name, m in fp32.items()}
+    preds = {**{name: {split: predict(m, loaders[split], device=inputs.device) for split in SPLITS}
+                for name, m in fp32.items()}, **deployed.preds}
+    acc = {name: {split: _agreement(p[split], inputs.labels[split]) for split in SPLITS} for name, p in preds.items()}
+    timed = {**{f"{name}_torch_fp32": copy.deepcopy(m).cpu() for name, m in fp32.items()},
+             # fp32 ONNX Runtime, the strongest fp32 CPU baseline, for the int8 gain alone and against dense
+             **{f"{name}_ort_fp32": OrtModule(path, threads=threads) for name, path in onnx_fp32.items()},
+             **{f"int8_{r}": m for r, m in deployed.runtimes.items()}}
+    lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]), threads=threads,
+                          warmup=inputs.latency.warmup, repeats=inputs.latency.repeats, device="cpu")
+    return acc, lat, {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
+
+
 def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: Mapping[str, nn.Module], *,
                             algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
                             start_name: str = "start", int8_scheme: str = "reduced", runtime: str = "auto",
@@ -331,7 +430,8 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
                             portability_check: str = "none",
                             portability_images: int = portability.DEFAULT_IMAGES,
                             stage_bits: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc).
+    """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc): `quantize_stage`,
+    `deploy_stage` and `measure_stage`, then the fastest shippable runtime is the headline.
 
     `references` must hold `dense`: the model that speed-up, size ratio and Δaccuracy are relative to.
     `int8_scheme` picks the weight grid (common/cpu.py), `runtime` the int8 runtime (`auto`: the faster
@@ -351,133 +451,85 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
     scheme = cpu.resolve_int8_scheme(int8_scheme)
     if scheme == "full":
         print(f"warning: {cpu.FULL_GRID_WARNING}", flush=True)
-    loaders, device, example, labels = inputs.loaders, inputs.device, inputs.example_input, inputs.labels
+    candidates = [r for r in RUNTIMES if runtime in (r, "auto") and (r != "openvino" or openvino_available())]
     fp32, alias = _distinct({start_name: start, **references})
-    latency_threads = inputs.latency.threads
-    candidates = [r for r in ("ort", "openvino") if runtime in (r, "auto")]
-    if runtime == "auto" and not openvino_available():
-        candidates = ["ort"]
 
-    # Quantize: NNI wraps a copy of `start`; PTQ calibrates, the others fine-tune (epochs reported to NNI).
-    loaders["train"].reset()  # calibration batches must not depend on what this process trained before
-    try:
-        sim, calibration, qinfo = quantize_model(
-            start, algorithm, bits, train_loader=loaders["train"], val_loader=loaders["val"],
-            finetune_cfg=inputs.qat, device=device, example_input=example,
-            calibration_batches=calibration_batches, on_epoch_end=inputs.on_epoch_end,
-            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=references["dense"], stage_bits=stage_bits)
-    except (TypeError, AttributeError, IndexError, KeyError) as err:
-        # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
-        raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
-                           f"--calibration-batches {calibration_batches}: {type(err).__name__}: {err}") from err
-    sim = fp32_exact(sim)
-    seconds = {"quantize": qinfo["seconds"]}
-
+    quantized = quantize_stage(inputs, start, references["dense"], algorithm=algorithm, bits=bits,
+                               calibration_batches=calibration_batches, scheme=scheme, stage_bits=stage_bits)
     with tempfile.TemporaryDirectory(prefix="int8-stage-") as tmp:
-        workdir = Path(tmp)
-        # Deploy: BN-folded ONNX, NNI's scales pinned as Q/DQ, checked to run on ORT's integer kernels.
+        deployed = deploy_stage(inputs, quantized, start, Path(tmp), candidates=candidates,
+                                calibration_batches=calibration_batches, min_agreement=min_agreement,
+                                portability_check=portability_check, portability_images=portability_images)
         t0 = time.perf_counter()
-        deployment = deploy_int8(dequantized_model(sim.inner, start), calibration, workdir, example,
-                                 take_inputs(loaders["train"], calibration_batches))
-        onnx_fp32 = {name: export_fp32(m, workdir / f"{name}.fp32.onnx", example) for name, m in fp32.items()}
-        int8 = {r: runtime_module(r, deployment.int8_path, threads=latency_threads) for r in candidates}
-        kernels = {"ort": deployment.info}
-        if "openvino" in int8:
-            kernels["openvino"] = openvino_kernel_report(int8["openvino"], tuple(example.shape))
-        seconds["deploy"] = time.perf_counter() - t0
-        print(f"deployed ({scheme} grid, {qinfo['weight_bits']}-bit weights): "
-              + ", ".join(f"{r} {kernels[r]['integer_ops']}" for r in int8) + f" in {seconds['deploy']:.0f}s",
-              flush=True)
+        acc, lat, sizes = measure_stage(inputs, fp32, deployed, Path(tmp))
+        seconds = {"quantize": quantized.info["seconds"], **deployed.seconds, "latency": time.perf_counter() - t0}
+        load = contention(inputs.latency.threads)
+        int8_bytes = os.path.getsize(deployed.path)
+        kept = _keep(deployed.path, keep_model)
+    chosen = _fastest(deployed.shippable, lat)
+    checked = portability.decide(deployed.portability, chosen, min_agreement)
+    return {
+        **_measurement_keys(inputs, quantized, deployed, chosen, fp32, alias, start_name, list(references),
+                            acc, lat, sizes, int8_bytes, bits),
+        "agreement_val": deployed.agreement[chosen]["val"], "agreement_test": deployed.agreement[chosen]["test"],
+        **{f"agreement_{split}_{r}": a[split] for r, a in deployed.agreement.items() for split in SPLITS},
+        "min_agreement": min_agreement,
+        "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(), **load, **checked.result_keys(RUNTIMES),
+        # What NNI and the deployment did.
+        **{k: quantized.info[k] for k in ("weight_bits", "activation_bits", "nni_quantizer")},
+        "quant_finetune_epochs": quantized.info["finetune_epochs"],
+        "layers_kept_at_8_bits": len(quantized.info["layers_kept_at_8_bits"]),
+        **{f"seconds_{k}": v for k, v in seconds.items()},
+        **{k: deployed.info[k] for k in ("activations_from_nni", "activations_from_ort", "weights_from_nni",
+                                         "weights_from_ort")},
+        "integer_kernels": bool(deployed.kernels[chosen]["integer_kernels"]),
+        "shared_input_conflicts": len(deployed.info["shared_input_conflicts"]),
+        "integer_ops": sum(deployed.kernels[chosen]["integer_ops"].values()),
+        "int8_model": kept,
+    }
 
-        # Accuracy of what NNI simulated, of what ships on each runtime and of every fp32 model (one pass each).
-        t0 = time.perf_counter()
-        preds = {name: {split: predict(m, loaders[split], device=device) for split in SPLITS}
-                 for name, m in {**fp32, "sim": sim, **int8}.items()}
-        agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in int8}
-        chosen = _choose_runtime(int8, kernels, agreement, {}, min_agreement)
-        if agreement[chosen]["val"] < min_agreement:
-            # The QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
-            reference = predict(qdq_reference(deployment.int8_path), loaders["val"], device=device)
-            raise DeploymentError(_gate_message(chosen, scheme, qinfo["weight_bits"], agreement[chosen]["val"],
-                                                _agreement(reference, preds[chosen]["val"]), min_agreement))
-        seconds["evaluate"] = time.perf_counter() - t0
 
-        # Latency on the CPU the int8 model runs on, every model interleaved in one call (same thread count).
-        t0 = time.perf_counter()
-        timed = {**{f"{name}_torch_fp32": copy.deepcopy(m).cpu() for name, m in fp32.items()},
-                 # fp32 ONNX Runtime, the strongest fp32 CPU baseline, for the int8 gain alone and against dense
-                 **{f"{name}_ort_fp32": OrtModule(path, threads=latency_threads) for name, path in onnx_fp32.items()},
-                 **{f"int8_{r}": m for r, m in int8.items()}}
-        lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]),
-                              threads=latency_threads, warmup=inputs.latency.warmup,
-                              repeats=inputs.latency.repeats, device="cpu")
-        seconds["latency"] = time.perf_counter() - t0
-        load = contention(latency_threads)
-        sizes = {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
-        int8_bytes = os.path.getsize(deployment.int8_path)
-        sound = [r for r in int8 if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
-        portable = _check_portability(portability_check, deployment.int8_path, loaders["val"],
-                                      {r: preds[r]["val"] for r in sound}, agreement, portability_images, min_agreement)
-        chosen = _choose_runtime(int8, kernels, agreement, lat, min_agreement, portable)
-        portable = portability.decide(portable, chosen, min_agreement)
-        seconds["portability"] = portable.seconds
-        kept = _keep(deployment.int8_path, keep_model)
-
-    acc = {name: {split: _agreement(p[split], labels[split]) for split in SPLITS} for name, p in preds.items()}
-    described = {name: size_measurement(m, tuple(example.shape[1:])) for name, m in fp32.items()}
+def _measurement_keys(inputs: StageInputs, quantized: Quantized, deployed: Deployed, chosen: str,
+                      fp32: Mapping[str, nn.Module], alias: Mapping[str, str], start_name: str, references: list[str],
+                      acc: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
+                      sizes: Mapping[str, int], int8_bytes: int, bits: int) -> dict[str, Any]:
+    """Every model's result keys (common/record.py) and the shipped model's against the references."""
+    threads, shape = inputs.latency.threads, tuple(inputs.example_input.shape[1:])
+    described = {name: size_measurement(m, shape) for name, m in fp32.items()}
 
     def timed_on_cpu(key: str, runtime: str) -> Latency:
-        return Latency(lat[key], "cpu", runtime, latency_threads)
+        return Latency(lat[key], "cpu", runtime, threads)
 
-    names = [start_name, *references]
     models: dict[str, Measurement] = {}
-    for name in names:
+    for name in [start_name, *references]:
         a = alias[name]
         models[name] = replace(described[a], val_acc=acc[a]["val"], test_acc=acc[a]["test"],
                                latency=timed_on_cpu(f"{a}_torch_fp32", "torch fp32"))
         models[f"{name}_ort"] = Measurement(size_bytes=sizes[a], size_kind="fp32_onnx",
                                             latency=timed_on_cpu(f"{a}_ort_fp32", "onnxruntime fp32"))
     models["sim"] = Measurement(val_acc=acc["sim"]["val"], test_acc=acc["sim"]["test"])
-    for r in int8:
+    for r in deployed.runtimes:
         models[f"int8_{r}"] = Measurement(val_acc=acc[r]["val"], test_acc=acc[r]["test"],
                                           latency=timed_on_cpu(f"int8_{r}", f"{RUNTIME_NAMES[r]} int8"))
     # The headline: what ships, the int8 model on the chosen runtime (4-bit weights run on int8 kernels).
-    shipped = replace(models[f"int8_{chosen}"], params=described[alias[start_name]].params,
-                      flops=described[alias[start_name]].flops, size_bytes=int8_bytes, size_kind="int8_onnx",
+    start = described[alias[start_name]]
+    shipped = replace(models[f"int8_{chosen}"], params=start.params, flops=start.flops, size_bytes=int8_bytes,
+                      size_kind="int8_onnx",
                       latency=replace(models[f"int8_{chosen}"].latency, runtime=f"{RUNTIME_NAMES[chosen]} int8"
                                       + (f" ({bits}-bit weights on int8 kernels)" if bits < 8 else "")))
-    packed = packed_weight_bytes(calibration, simulated_weights(sim.inner))
+    packed = packed_weight_bytes(quantized.calibration, simulated_weights(quantized.sim.inner))
     models["int8"] = replace(models[f"int8_{chosen}"], latency=shipped.latency)  # `int8_*`: the shipped runtime
     models["packed"] = Measurement(size_bytes=packed, size_kind="packed")
-    comparisons = {
+    return {
+        **result_keys(shipped),
+        **{k: v for name, m in models.items() for k, v in result_keys(m, name).items()},
         # Against the dense model: accuracy delta, ratios, speed-up over dense eager torch; size to its fp32 ONNX.
         **comparison_keys(shipped, models["dense"], "dense", size_ref=models["dense_ort"]),
         # fp32 ONNX Runtime is the strongest fp32 CPU baseline: the int8 gain alone and against dense.
         **comparison_keys(shipped, models[f"{start_name}_ort"], f"{start_name}_ort"),
         **comparison_keys(shipped, models["dense_ort"], "dense_ort"),
         **comparison_keys(shipped, models[start_name], start_name),
-    }
-    return {
-        **result_keys(shipped),
-        **{k: v for name, m in models.items() for k, v in result_keys(m, name).items()},
-        **comparisons,
-        "agreement_val": agreement[chosen]["val"], "agreement_test": agreement[chosen]["test"],
-        **{f"agreement_{split}_{r}": a[split] for r, a in agreement.items() for split in SPLITS},
-        "min_agreement": min_agreement,
-        "runtime_used": chosen, "int8_scheme_used": scheme, **cpu.describe(), **load,
-        **portable.result_keys(RUNTIMES),
         "packed_size_ratio": packed / models["dense_ort"].size_bytes,
-        # What NNI and the deployment did.
-        **{k: qinfo[k] for k in ("weight_bits", "activation_bits", "nni_quantizer")},
-        "quant_finetune_epochs": qinfo["finetune_epochs"],
-        "layers_kept_at_8_bits": len(qinfo["layers_kept_at_8_bits"]),
-        **{f"seconds_{k}": v for k, v in seconds.items()},
-        **{k: deployment.info[k] for k in ("activations_from_nni", "activations_from_ort", "weights_from_nni",
-                                           "weights_from_ort")},
-        "integer_kernels": bool(kernels[chosen]["integer_kernels"]),
-        "shared_input_conflicts": len(deployment.info["shared_input_conflicts"]),
-        "integer_ops": sum(kernels[chosen]["integer_ops"].values()),
-        "int8_model": kept,
     }
 
 
@@ -491,28 +543,24 @@ def _gate_message(runtime: str, scheme: str, weight_bits: int, agreement: float,
             f"with its own QDQ graph) on CPU {where.model} [{where.isa}]{advice}")
 
 
-def _choose_runtime(modules: Mapping[str, nn.Module], kernels: Mapping[str, Mapping[str, Any]],
-                    agreement: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
-                    min_agreement: float, portable: portability.Portability | None = None) -> str:
-    """The runtime to ship: the only candidate, else the fastest (geometric mean over batch sizes) of those
-    that run integer kernels and pass the agreement gate (ONNX Runtime when none does: the gate then says why),
-    among them only those that the portability check passed when it passed any.
-    Without latencies (`lat` empty) any sound candidate is returned: enough to decide whether the gate holds."""
-    if len(modules) == 1:
-        return next(iter(modules))
-    sound = [r for r in modules if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
-    if not sound:
-        return "ort"
-    if portable is not None:  # never ship a file that saturates elsewhere when one runtime computes it portably
-        sound = [r for r in sound if portable.runtime_ok(r, min_agreement)] or sound
-    if not lat:
-        return sound[0]
+def shippable_runtimes(kernels: Mapping[str, Mapping[str, Any]], agreement: Mapping[str, Mapping[str, float]],
+                       min_agreement: float, checked: portability.Portability | None = None) -> list[str]:
+    """The runtimes that run integer kernels and pass the gate; of those, only the ones the portability check
+    passed when it passed any (never ship a file that saturates elsewhere when another runtime is portable)."""
+    sound = [r for r in agreement if kernels[r]["integer_kernels"] and agreement[r]["val"] >= min_agreement]
+    if checked is None:
+        return sound
+    return [r for r in sound if checked.runtime_ok(r, min_agreement)] or sound
+
+
+def _fastest(shippable: list[str], lat: Mapping[str, Mapping[int, float]]) -> str:
+    """The runtime to ship: the fastest (geometric mean over batch sizes) of those that may ship."""
 
     def cost(r: str) -> float:
         per = lat[f"int8_{r}"]
         return math.prod(per.values()) ** (1 / len(per))
 
-    return min(sound, key=cost)
+    return min(shippable, key=cost)
 
 
 def _check_portability(check: str, path: Path, val_loader: TensorLoader, host_val_top1: Mapping[str, torch.Tensor],

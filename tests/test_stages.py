@@ -94,19 +94,21 @@ def test_a_deployment_that_disagrees_fails_the_trial_naming_cpu_scheme_and_agree
     assert cpu_info().isa in message and "of validation images (< 99%" in message
 
 
-def test_auto_runtime_is_the_fastest_that_passes_the_gate():
-    from common.stages import _choose_runtime
+def test_auto_runtime_is_the_fastest_that_passes_the_gate_and_the_portability_check():
+    from common.portability import Portability
+    from common.stages import _fastest, shippable_runtimes
 
     kernels = {"ort": {"integer_kernels": True}, "openvino": {"integer_kernels": True}}
     lat = {"int8_ort": {1: 2.0, 64: 60.0}, "int8_openvino": {1: 1.5, 64: 50.0}}
     good = {"ort": {"val": 1.0}, "openvino": {"val": 0.995}}
-    modules = {"ort": None, "openvino": None}
-    assert _choose_runtime(modules, kernels, good, lat, 0.99) == "openvino"
-    assert _choose_runtime(modules, kernels, {**good, "openvino": {"val": 0.9}}, lat, 0.99) == "ort"
-    float_ov = {**kernels, "openvino": {"integer_kernels": False}}
-    assert _choose_runtime(modules, float_ov, good, lat, 0.99) == "ort"
-    assert _choose_runtime({"openvino": None}, kernels, {"openvino": {"val": 0.5}}, lat, 0.99) == "openvino"
-    assert _choose_runtime(modules, kernels, good, {}, 0.99) == "ort"  # before timing: any sound one, for the gate
+    assert _fastest(shippable_runtimes(kernels, good, 0.99), lat) == "openvino"
+    assert shippable_runtimes(kernels, {**good, "openvino": {"val": 0.9}}, 0.99) == ["ort"]
+    assert shippable_runtimes({**kernels, "openvino": {"integer_kernels": False}}, good, 0.99) == ["ort"]
+    assert shippable_runtimes(kernels, {"ort": {"val": 0.5}, "openvino": {"val": 0.5}}, 0.99) == []
+    saturating = Portability("avx2", {"ort": 1.0, "openvino": 0.93})  # the faster file saturates on AVX2
+    assert _fastest(shippable_runtimes(kernels, good, 0.99, saturating), lat) == "ort"
+    unknown = Portability("avx2", {"ort": None, "openvino": None})  # no qemu: nothing to prefer
+    assert shippable_runtimes(kernels, good, 0.99, unknown) == ["ort", "openvino"]
 
 
 def test_stage_arguments_are_checked_before_work(inputs):

@@ -504,24 +504,7 @@ def quantize_model(
     # PTQ's post-processing calls evaluate(); calibration already happened in train_fn.
     evaluator = TorchEvaluator(train_fn, _nni_optimizer(sim, cfg), training_step, evaluating_func=lambda m: None)
 
-    with quiet_nni():
-        quantizer = _quantizer_class(algorithm)(sim, configs, evaluator)
-        if algorithm == "lsq":
-            _init_lsq_scales(quantizer, sim, calib_batches, dev)
-        if algorithm == "ptq":
-            quantizer.compress(max_steps=len(calib_batches), max_epochs=None)
-        elif cfg.epochs > 0:
-            quantizer.compress(max_steps=None, max_epochs=cfg.epochs)
-        else:
-            # Zero fine-tune epochs: the quantizer still needs one forward to set its scales (QAT tracks
-            # them in training mode, DoReFa at its first forward); run calibration batches instead.
-            _prime_without_training(quantizer, sim, calib_batches, dev, algorithm)
-        if algorithm == "dorefa":
-            _freeze_dorefa_inputs(quantizer, sim, calib_batches, dev)
-        if algorithm == "ptq":
-            # PTQ keeps tracking min/max in every later forward (its scales are already computed): a third
-            # of the simulated model's inference time, and it would make NNI's reported ranges drift.
-            _drop_track_func(quantizer, type(quantizer).track_min_max_val)
+    quantizer = _run_quantizer(algorithm, sim, configs, evaluator, calib_batches, cfg.epochs, dev)
     sim.eval()
 
     out_channels = {name: m.weight.shape[0] for name, m in sim.named_modules() if hasattr(m, "_nni_wrapper")
@@ -547,6 +530,30 @@ def quantize_model(
         "seconds": time.perf_counter() - start,
     }
     return sim, calibration, info
+
+
+def _run_quantizer(algorithm: str, sim: nn.Module, configs: list[dict[str, Any]], evaluator: Any,
+                   calib_batches: list[torch.Tensor], epochs: int, dev: torch.device) -> Any:
+    """NNI's quantizer of `algorithm` wrapped around `sim` and run: PTQ calibrates, the others train `epochs`."""
+    with quiet_nni():
+        quantizer = _quantizer_class(algorithm)(sim, configs, evaluator)
+        if algorithm == "lsq":
+            _init_lsq_scales(quantizer, sim, calib_batches, dev)
+        if algorithm == "ptq":
+            quantizer.compress(max_steps=len(calib_batches), max_epochs=None)
+        elif epochs > 0:
+            quantizer.compress(max_steps=None, max_epochs=epochs)
+        else:
+            # Zero fine-tune epochs: the quantizer still needs one forward to set its scales (QAT tracks
+            # them in training mode, DoReFa at its first forward); run calibration batches instead.
+            _prime_without_training(quantizer, sim, calib_batches, dev, algorithm)
+        if algorithm == "dorefa":
+            _freeze_dorefa_inputs(quantizer, sim, calib_batches, dev)
+        if algorithm == "ptq":
+            # PTQ keeps tracking min/max in every later forward (its scales are already computed): a third
+            # of the simulated model's inference time, and it would make NNI's reported ranges drift.
+            _drop_track_func(quantizer, type(quantizer).track_min_max_val)
+    return quantizer
 
 
 def _prime_without_training(quantizer: Any, model: nn.Module, batches: list[torch.Tensor],

@@ -384,36 +384,21 @@ def fit(
     without gradients, and ``train_loss`` is the mixed loss.
     """
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "train_acc", "lr", "val_acc", "val_loss")}
-    # A cached artifact must depend on its key only: fine-tuning after training the dense model in this
-    # process must see the batches it sees after loading that model from the cache.
-    reset = getattr(train_loader, "reset", None)
-    if callable(reset):
-        reset()
+    train_loader, steps = _epoch_batches(train_loader, cfg)
     if cfg.epochs == 0:
         model.eval()
         return history
-    steps = len(train_loader)
-    if steps == 0:
-        raise ValueError("train_loader is empty")
-    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < steps:
-        train_loader, steps = _Capped(train_loader, cfg.steps_per_epoch), cfg.steps_per_epoch
 
     dev = torch.device(device)
     bf16 = training_precision(cfg, dev, mixed_precision) == "bf16"
     _prepare(model, dev, bf16)
     optimizer = optimizer if optimizer is not None else make_optimizer(model, cfg)
     scheduler = make_scheduler(optimizer, cfg, steps)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-    def default_step(batch: tuple[torch.Tensor, torch.Tensor], m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        with _autocast(dev, bf16):
-            logits = m(batch[0])
-        return criterion(logits.float(), batch[1]), logits
-
-    step_fn = training_step or default_step
-    distill = teacher is not None and cfg.distill_weight > 0
-    if distill:
+    step_fn = training_step or _cross_entropy_step(cfg, dev, bf16)
+    if teacher is not None and cfg.distill_weight > 0:
         teacher.to(dev).eval()  # BN running statistics, no dropout: the teacher's own predictions
+    else:
+        teacher = None
     done = 0
     for epoch in range(cfg.epochs):
         model.train()
@@ -424,28 +409,9 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         for step, (x, y) in enumerate(logger.log_every(train_loader, cfg.print_freq, header), start=1):
             x, y = _to_device(x, dev, bf16), y.to(dev, non_blocking=True)
-            loss, logits = step_fn((x, y), model)
-            if distill:
-                with torch.no_grad(), _autocast(dev, bf16):
-                    soft = teacher(x)
-                w = cfg.distill_weight
-                loss = (1 - w) * loss + w * distillation_loss(logits, soft, cfg.distill_temperature)
-            # .item() is the one host sync per step; it both feeds the logger and checks finiteness, and
-            # checking before backward() stops a diverged step from corrupting the weights.
-            loss_val = loss.item()
-            if not math.isfinite(loss_val):
-                raise NonFiniteLossError(
-                    f"{name + ': ' if name else ''}NaN/inf training loss ({loss_val}) at epoch {epoch + 1}/"
-                    f"{cfg.epochs}, step {step}/{steps}: training diverged; lower the lr (peak lr={cfg.lr:g}) "
-                    "or set grad_clip."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            lr = optimizer.param_groups[0]["lr"]  # the lr this step actually used
-            optimizer.step()
-            scheduler.step()
+            where = f"epoch {epoch + 1}/{cfg.epochs}, step {step}/{steps}"
+            loss_val, logits, lr = _optimize(model, step_fn, (x, y), optimizer, scheduler, cfg, teacher, bf16,
+                                             f"{name + ': ' if name else ''}", where)
 
             n = y.size(0)
             loss_sum += loss_val * n
@@ -460,11 +426,7 @@ def fit(
         if val_loader is not None:
             val = evaluate(model if mixed_precision else fp32_exact(model), val_loader, device=dev)
             metrics |= {"val_acc": val["accuracy"], "val_loss": val["loss"]}
-        for k, v in metrics.items():
-            history[k].append(v)
-        print_fn(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, dict(metrics))
+        _end_epoch(epoch, metrics, history, header, print_fn, on_epoch_end)
         if max_steps is not None and done >= max_steps:
             break
 
@@ -473,6 +435,67 @@ def fit(
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
+
+
+def _epoch_batches(train_loader: Loader, cfg: TrainConfig) -> tuple[Loader, int]:
+    """The loader reset to its first epoch, capped at `cfg.steps_per_epoch` batches, and its batch count."""
+    # A cached artifact must depend on its key only: fine-tuning after training the dense model in this
+    # process must see the batches it sees after loading that model from the cache.
+    reset = getattr(train_loader, "reset", None)
+    if callable(reset):
+        reset()
+    steps = len(train_loader)
+    if cfg.epochs and steps == 0:
+        raise ValueError("train_loader is empty")
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < steps:
+        return _Capped(train_loader, cfg.steps_per_epoch), cfg.steps_per_epoch
+    return train_loader, steps
+
+
+def _cross_entropy_step(cfg: TrainConfig, dev: torch.device, bf16: bool) -> TrainingStep:
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor], m: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        with _autocast(dev, bf16):
+            logits = m(batch[0])
+        return criterion(logits.float(), batch[1]), logits
+
+    return step
+
+
+def _optimize(model: nn.Module, step_fn: TrainingStep, batch: tuple[torch.Tensor, torch.Tensor],
+              optimizer: torch.optim.Optimizer, scheduler: Any, cfg: TrainConfig, teacher: nn.Module | None,
+              bf16: bool, label: str, where: str) -> tuple[float, torch.Tensor, float]:
+    """One optimizer step (distilling from `teacher` when given); returns the loss, the logits and the lr used."""
+    loss, logits = step_fn(batch, model)
+    if teacher is not None:
+        with torch.no_grad(), _autocast(batch[0].device, bf16):
+            soft = teacher(batch[0])
+        w = cfg.distill_weight
+        loss = (1 - w) * loss + w * distillation_loss(logits, soft, cfg.distill_temperature)
+    # .item() is the one host sync per step; it both feeds the logger and checks finiteness, and
+    # checking before backward() stops a diverged step from corrupting the weights.
+    loss_val = loss.item()
+    if not math.isfinite(loss_val):
+        raise NonFiniteLossError(f"{label}NaN/inf training loss ({loss_val}) at {where}: training diverged; lower "
+                                 f"the lr (peak lr={cfg.lr:g}) or set grad_clip.")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    lr = optimizer.param_groups[0]["lr"]  # the lr this step actually used
+    optimizer.step()
+    scheduler.step()
+    return loss_val, logits, lr
+
+
+def _end_epoch(epoch: int, metrics: dict[str, float], history: dict[str, list[float]], header: str,
+               print_fn: PrintFn, on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> None:
+    for k, v in metrics.items():
+        history[k].append(v)
+    print_fn(f"{header} " + "  ".join(f"{k}: {v:.4g}" for k, v in metrics.items()))
+    if on_epoch_end is not None:
+        on_epoch_end(epoch, dict(metrics))
 
 
 @torch.no_grad()

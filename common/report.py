@@ -381,10 +381,10 @@ def plot_front(experiment: str, results: Sequence[dict[str, Any]], f: Front, out
     costs = [k for k, d in f.objectives.items() if d == "minimize"]
     if "val_acc" not in f.objectives or not costs:
         return None
-    members = {id(m) for m in f.members}
+    members = {m.get("trial_id") for m in f.members}
     fig, axes = plt.subplots(1, len(costs), figsize=(5.2 * len(costs), 4.2), squeeze=False)
     for ax, cost in zip(axes[0], costs, strict=True):
-        pts = [(r[cost], r["val_acc"], id(r) in members) for r in results
+        pts = [(r[cost], r["val_acc"], r.get("trial_id") in members) for r in results
                if isinstance(r.get(cost), (int, float)) and isinstance(r.get("val_acc"), (int, float))]
         ax.scatter([x for x, _, m in pts if not m], [y for _, y, m in pts if not m], c="0.6", label="trial")
         ax.scatter([x for x, _, m in pts if m], [y for _, y, m in pts if m], c="r", label="non-dominated")

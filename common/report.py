@@ -165,7 +165,7 @@ def load_export(path: Path) -> list[TrialRecord]:
                             _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"])
                 for r in rows]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ReportError(f"{path} is not a `nnictl experiment export --type json` file "
+        raise ReportError(f"{path} is not an `nnictl experiment export --type json` file "
                           f"({type(err).__name__}: {err})") from None
 
 

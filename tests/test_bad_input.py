@@ -119,7 +119,7 @@ def test_a_malformed_export_or_an_unwritable_out_is_one_line(tmp_path):
 
     bad = tmp_path / "export.json"
     bad.write_text('[{"value": 1}]')
-    with pytest.raises(SystemExit, match="is not a `nnictl experiment export --type json` file"):
+    with pytest.raises(SystemExit, match="is not an `nnictl experiment export --type json` file"):
         main(["--export", str(bad)])
     (tmp_path / "a-file").write_text("")
     good = tmp_path / "good.json"

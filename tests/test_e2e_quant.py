@@ -5,8 +5,10 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
-from common.cpu import cpu_info, deployed_weight_bits, resolve_int8_scheme
+from common import portability
+from common.cpu import cpu_info, deployed_weight_bits
 from common.data import SYNTHETIC_CLASSES
 from common.profiles import get_profile
 from tests.nnictl_utils import ROOT, Experiment
@@ -24,14 +26,19 @@ KEYS = {"default", "accuracy", "val_acc", "test_acc", "sim_val_acc", "sim_test_a
         "algorithm", "bits", "start", "profile",
         # the CPU, the weight grid and the runtime that ship, and both runtimes beside each other
         "cpu_model", "cpu_isa", "int8_scheme_used", "runtime_used", "min_agreement",
-        "int8_ort_latency_ms_b1", "agreement_val_ort", "dense_ort_latency_ms_b64", "speedup_vs_dense_ort_b64"}
+        "int8_ort_latency_ms_b1", "agreement_val_ort", "dense_ort_latency_ms_b64", "speedup_vs_dense_ort_b64",
+        "portable_avx2", "agreement_val_avx2_ort", "agreement_val_avx2_openvino", "latency_contended"}
 
 
 @pytest.mark.e2e
 def test_quant_smoke_experiment_through_nnictl(tmp_path):
     space = json.loads((CONFIG.parent / "search_space.json").read_text())
     # 3 of the smoke config's trials keep CI short; with TPE's seed they cover dense and pruned starts, 4 and 8 bits.
-    with Experiment(CONFIG, tmp_path, maxTrialNumber=3) as exp:
+    # Each deployed file is also run on an emulated AVX2-only CPU (off by default in the smoke profile).
+    check = portability.unavailable_reason() is None
+    command = yaml.safe_load(CONFIG.read_text())["trialCommand"]
+    command += " --portability-check avx2 --portability-images 32" if check else ""
+    with Experiment(CONFIG, tmp_path, maxTrialNumber=3, trialCommand=command) as exp:
         trials = exp.run_to_end(n_trials=3, timeout_s=1200)
         for t in trials:
             r = t["result"]
@@ -46,7 +53,10 @@ def test_quant_smoke_experiment_through_nnictl(tmp_path):
             assert r["dense_test_acc"] > 3 / SYNTHETIC_CLASSES  # the smoke baseline learned (~0.6; chance 0.1)
             assert r["integer_kernels"] is True and r["weights_from_nni"] >= 21
             assert r["cpu_model"] == cpu_info().model and r["cpu_isa"] == cpu_info().isa
-            assert r["int8_scheme"] == "auto" and r["int8_scheme_used"] == resolve_int8_scheme("auto")
+            assert r["int8_scheme"] == r["int8_scheme_used"] == "reduced"  # the portable grid by default
+            if check:  # the default grid agrees with this host on the emulated AVX2-only CPU, on both runtimes
+                assert r["portable_avx2"] is True and r["portability_images"] == 32, r["portability_note"]
+                assert r["agreement_val_avx2_ort"] >= 0.99 and r["agreement_val_avx2_openvino"] >= 0.99
             assert r["weight_bits"] == min(r["bits"], deployed_weight_bits(8, r["int8_scheme_used"]))
             assert r["runtime"] == "auto" and r["latency_ms_b1"] == r[f"int8_{r['runtime_used']}_latency_ms_b1"]
             assert r["size_kind"] == "int8_onnx" and r["size_ratio"] < 0.3

@@ -119,12 +119,9 @@ def _fraction(text: str) -> float:
 def deployment_options(session: Session) -> dict[str, Any]:
     """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the
     agreement gate defaults to the profile's, and the value used is echoed."""
-    args = session.args
-    if args.min_agreement is None:
-        args.min_agreement = session.profile.min_agreement
+    args = session.args  # defaults resolved from the profile when parsed (common.trial.parse_params)
     return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
-            "keep_model": getattr(args, "keep_model", None),
-            "portability_check": args.portability_check or session.profile.portability_check,
+            "keep_model": getattr(args, "keep_model", None), "portability_check": args.portability_check,
             "portability_images": args.portability_images}
 
 

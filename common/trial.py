@@ -80,8 +80,25 @@ def in_nni_trial() -> bool:
     return nni.get_experiment_id() != "STANDALONE"
 
 
-def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Command-line flags, overridden by the tuner's parameters when running under NNI."""
+class FrozenParams(argparse.Namespace):
+    """What a trial runs, parsed once: every default resolved (from the profile where it has one), then frozen.
+    The final result echoes it; nothing assigns to it afterwards."""
+
+    def __init__(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: Any) -> NoReturn:
+        raise AttributeError(f"trial parameters are frozen after parsing; {key!r} cannot change "
+                             "(resolve it in common.trial.parse_params)")
+
+    def __delattr__(self, key: str) -> NoReturn:
+        raise AttributeError(f"trial parameters are frozen after parsing; {key!r} cannot be removed")
+
+
+def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> FrozenParams:
+    """Command-line flags, overridden by the tuner's parameters when running under NNI, checked, with every
+    default resolved, frozen."""
     import nni
     from nni.utils import merge_parameter
 
@@ -95,7 +112,25 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
             raise ValueError(f"search space parameters {tuned}: {err}") from err
         _check_choices(parser, args, tuned)
     validate_params(parser, args, tuned or {})
-    return args
+    return FrozenParams(**_resolved(args))
+
+
+def _resolved(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters with the defaults that depend on the profile, the machine or the environment filled in:
+    the echoed result says what ran, not `None`."""
+    profile = get_profile(args.profile, dataset=args.dataset)
+    home = default_home()
+    values = dict(vars(args))
+    values |= {"dataset": profile.dataset, "device": str(resolve_device(args.device)),
+               "data_dir": str(Path(args.data_dir).expanduser() if args.data_dir else home / "data"),
+               "cache_dir": str(Path(args.cache_dir).expanduser() if args.cache_dir else home / "artifacts")}
+    if "prune_schedule" in values:
+        values["prune_steps"] = resolve_steps(args.prune_schedule, args.prune_steps)
+    if values.get("min_agreement", 0.0) is None:
+        values["min_agreement"] = profile.min_agreement
+    if "portability_check" in values and values["portability_check"] is None:
+        values["portability_check"] = profile.portability_check
+    return values
 
 
 def _is_int(v: Any) -> bool:
@@ -139,8 +174,8 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
             stagewise.parse(dest, getattr(args, dest))  # ValueError naming the flag
     if getattr(args, "stage_sparsity", None) is not None and getattr(args, "prune_schedule", "oneshot") != "oneshot":
         raise ValueError("--stage-sparsity prunes one-shot; it cannot be combined with --prune-schedule gradual")
-    if hasattr(args, "prune_schedule"):  # the default resolved here, so the result echoes the rounds that ran
-        args.prune_steps = resolve_steps(args.prune_schedule, args.prune_steps)
+    if hasattr(args, "prune_schedule"):
+        resolve_steps(args.prune_schedule, args.prune_steps)  # ValueError for a bad combination
     if hasattr(args, "algorithm") and hasattr(args, "bits"):
         from common.quantization import validate as validate_quantization
 
@@ -278,17 +313,13 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     variant of one, e.g. more latency repeats)."""
     profile = get_profile(args.profile, dataset=args.dataset) if profile is None else profile
     device = resolve_device(args.device)
-    home = default_home()
-    data_dir = Path(args.data_dir).expanduser() if args.data_dir else home / "data"
+    data_dir = Path(args.data_dir)
     splits = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
                          train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed,
                          skip_bad_images=args.skip_bad_images, image_size=profile.image_size)
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
                            channels_last=device.type == "cuda", pad=profile.crop_pad)
-    cache = ArtifactCache(args.cache_dir or home / "artifacts")
-    # Echo what was actually used, not the `None` defaults, in the trial's final report.
-    args.dataset, args.data_dir, args.device = profile.dataset, str(data_dir), str(device)
-    args.cache_dir = str(cache.root)
+    cache = ArtifactCache(args.cache_dir)
     seed_everything(args.seed)
     print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
           f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)

@@ -175,10 +175,17 @@ def test_advisor_budget_sets_the_finetune_epochs(tuner):
     args = trial.parse_params(prune_parser(), ["--finetune-epochs", "7"])
     smoke = get_profile("smoke")
     assert trial.finetune_config(args, smoke).epochs == 3  # the advisor's budget wins over the flag
-    args.TRIAL_BUDGET = 1.67  # BOHB's budgets can be fractional
-    assert trial.finetune_config(args, smoke).epochs == 2
-    args.TRIAL_BUDGET = None
-    assert trial.finetune_config(args, smoke).epochs == 7
+    fractional = trial.FrozenParams(**{**vars(args), "TRIAL_BUDGET": 1.67})  # BOHB's budgets can be fractional
+    assert trial.finetune_config(fractional, smoke).epochs == 2
+    assert trial.finetune_config(trial.FrozenParams(**{**vars(args), "TRIAL_BUDGET": None}), smoke).epochs == 7
+
+
+def test_parsed_parameters_are_resolved_and_frozen():
+    args = trial.parse_params(prune_parser(), ["--profile", "smoke"])
+    assert args.dataset == "synthetic" and args.device == "cpu" and args.prune_steps == 1
+    assert args.data_dir.endswith("data") and args.cache_dir.endswith("artifacts")
+    with pytest.raises(AttributeError, match="frozen after parsing; 'sparsity' cannot change"):
+        args.sparsity = 0.9
 
 
 def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir, tmp_path, capsys):

@@ -213,13 +213,13 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
 
     from common.profiles import get_profile
     from common.stages import compress_pipeline
-    from common.trial import base_parser, start_session
+    from common.trial import base_parser, parse_params, start_session
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as home:
         for threads in _thread_settings():
-            args = base_parser("").parse_args(["--profile", profile, "--latency-threads", str(threads),
-                                               "--cache-dir", f"{home}/artifacts", "--data-dir", f"{home}/data"])
+            args = parse_params(base_parser(""), ["--profile", profile, "--latency-threads", str(threads),
+                                                  "--cache-dir", f"{home}/artifacts", "--data-dir", f"{home}/data"])
             timed = replace(get_profile(profile), latency_repeats=repeats, latency_warmup=5)
             session = start_session(args, timed)
             m = compress_pipeline(session, "resnet18", pruner="fpgm", sparsity=0.5, algorithm="qat", bits=8)

@@ -536,6 +536,24 @@ def plot(records: Sequence[TrialRecord], out_dir: Path) -> list[Path]:
     return paths
 
 
+# Echoed parameters that only name folders of the machine the trial ran on: a committed report leaves them out.
+MACHINE_PATH_KEYS = ("data_dir", "cache_dir", "keep_model")
+
+
+def without_machine_paths(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result as a report writes it: no folders of the machine it ran on; the kept int8 model relative to
+    the NNI experiments folder (`<experiment>/environments/.../model.int8.onnx`)."""
+    if result is None:
+        return None
+    out = {k: v for k, v in result.items() if k not in MACHINE_PATH_KEYS}
+    if isinstance(out.get("arch"), str) and out["arch"].startswith("/"):  # --arch best_arch.json: its name
+        out["arch"] = Path(out["arch"]).name
+    model = out.get("int8_model")
+    if isinstance(model, str) and model.startswith("/"):
+        out["int8_model"] = model.split("nni-experiments/", 1)[1] if "nni-experiments/" in model else Path(model).name
+    return out
+
+
 def load_report(path: Path) -> list[TrialRecord]:
     """The trials of a report.json that write_report wrote: a committed report rebuilt with today's code."""
     if not path.exists():
@@ -554,6 +572,8 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path,
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ReportError(f"cannot write the report to {out_dir}: {err.strerror}") from err
+    records = [TrialRecord(r.experiment, r.trial_id, r.status, without_machine_paths(r.result), r.parameters,
+                           r.last_log_line) for r in records]
     found = fronts(records, objectives or {})
     plots = plot(records, out_dir)
     plots += [p for e, f in found.items() if (p := plot_front(e, front_results(records, e), f, out_dir))]

@@ -3,7 +3,7 @@
 - `dense_stage(inputs, arch)`: the architecture trained, once, through the artifact cache;
 - `pruned_stage(inputs, arch, pruner, sparsity, ...)`: the cached dense model pruned (one-shot or gradual)
   and fine-tuned, cached too, so trials sharing this prefix (quantization from a 50%-pruned model, the
-  pipeline) do not repeat it; `inputs`: `TrainingInputs`, `training_inputs(session)` resolves them;
+  pipeline) do not repeat it; `inputs`: `TrainingInputs`, which `common.trial.training_inputs(session)` builds;
 - `quantize_deploy_measure(inputs, start, references, ...)`, which the quantization and pipeline trials share.
 
 `quantize_deploy_measure(inputs, start, {"dense": resnet18, ...}, ...)` (`inputs`: plain values, `StageInputs`)
@@ -23,7 +23,7 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
 
-`compress_pipeline(session, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the
+`compress_pipeline(training, stage, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the
 architecture trained and pruned through the artifact cache, then quantized and deployed, with the dense
 ResNet-18 as `dense`.
 """
@@ -76,7 +76,6 @@ from common.quantization import (
 )
 from common.record import LATENCY_BATCHES, SPLITS, Latency, Measurement, comparison_keys, result_keys
 from common.train import TrainConfig, evaluate, fit, fp32_exact, predict, seed_everything, training_precision
-from common.trial import Session, report_intermediate
 
 DEPLOYED_MODEL_FILE = "model.int8.onnx"
 RUNTIME_CHOICES = ("auto", "ort", "openvino")
@@ -116,15 +115,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def deployment_options(session: Session) -> dict[str, Any]:
-    """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the
-    agreement gate defaults to the profile's, and the value used is echoed."""
-    args = session.args  # defaults resolved from the profile when parsed (common.trial.parse_params)
-    return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
-            "keep_model": getattr(args, "keep_model", None), "portability_check": args.portability_check,
-            "portability_images": args.portability_images}
-
-
 def _agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a == b).float().mean())
 
@@ -143,7 +133,7 @@ def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], di
 
 @dataclass(frozen=True)
 class TrainingInputs:
-    """The plain values the cached dense and pruned stages work on; `training_inputs(session)` resolves them."""
+    """The plain values the cached dense and pruned stages work on; `common.trial.training_inputs` builds them."""
 
     loaders: Mapping[str, TensorLoader]  # "train", "val", "test"
     device: torch.device
@@ -164,14 +154,6 @@ class TrainingInputs:
         check_resolution(arch, min(self.image_shape[1:]))
         model = build_model(arch, self.num_classes, self.image_shape[0])
         return model if state is None else load_resized(model, state)
-
-
-def training_inputs(session: Session) -> TrainingInputs:
-    return TrainingInputs(loaders=session.loaders, device=session.device, cache=session.cache,
-                          data_key=session.data_key(), num_classes=session.splits.num_classes,
-                          image_shape=tuple(session.splits.train_images.shape[1:]), seed=session.args.seed,
-                          train=session.profile.train, finetune=session.finetune_config(),
-                          on_epoch_end=report_intermediate)
 
 
 def dense_key(inputs: TrainingInputs, arch: str | dict) -> dict[str, Any]:
@@ -302,7 +284,7 @@ def _prune_gradually(inputs: TrainingInputs, dense: nn.Module, pruner: str, spar
 
 @dataclass(frozen=True)
 class StageInputs:
-    """The plain values the quantize stage works on; `stage_inputs(session)` resolves them for a trial."""
+    """The plain values the quantize stage works on; `common.trial.stage_inputs(session)` builds them."""
 
     loaders: Mapping[str, Any]  # "train" (calibration, quantization-aware training), "val", "test"
     labels: Mapping[str, torch.Tensor]  # "val", "test": the loaders' labels in order
@@ -311,14 +293,6 @@ class StageInputs:
     latency: LatencySetting
     qat: TrainConfig  # the quantization-aware training recipe (unused by PTQ)
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # intermediate results (NNI)
-
-
-def stage_inputs(session: Session) -> StageInputs:
-    return StageInputs(loaders=session.loaders,
-                       labels={"val": session.splits.val_labels, "test": session.splits.test_labels},
-                       device=session.device, example_input=session.example_input,
-                       latency=session.latency_setting(), qat=session.finetune_config(qat=True),
-                       on_epoch_end=report_intermediate)
 
 
 @dataclass(frozen=True)
@@ -590,21 +564,21 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
     return str(kept[0]) if kept else ""
 
 
-def compress_pipeline(session: Session, arch: str | dict, *, pruner: str, sparsity: float, algorithm: str,
-                      bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
-                      prune_schedule: str = "oneshot", prune_steps: int = 1,
+def compress_pipeline(training: TrainingInputs, stage: StageInputs, arch: str | dict, *, pruner: str,
+                      sparsity: float, algorithm: str, bits: int,
+                      calibration_batches: int = DEFAULT_CALIBRATION_BATCHES, prune_schedule: str = "oneshot",
+                      prune_steps: int = 1,
                       stage_sparsity: tuple[float, ...] | None = None, stage_bits: tuple[int, ...] | None = None,
                       **deployment_options: Any) -> dict[str, Any]:
     """The combined experiment: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
     """
-    training = training_inputs(session)
     baseline, _ = dense_stage(training, "resnet18")
     trained = baseline if arch == "resnet18" else dense_stage(training, arch)[0]
     pruned, prune_info = pruned_stage(training, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,
                                       stage_sparsity=stage_sparsity)
-    metrics = quantize_deploy_measure(stage_inputs(session), pruned, {"dense": baseline, "arch": trained},
+    metrics = quantize_deploy_measure(stage, pruned, {"dense": baseline, "arch": trained},
                                       algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
                                       stage_bits=stage_bits, **deployment_options)

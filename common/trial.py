@@ -30,6 +30,7 @@ from common.profiles import PROFILES, Profile, get_profile
 from common.pruning import resolve_steps
 from common.pruning import validate as validate_pruning
 from common.record import LATENCY_BATCHES, Latency, Measurement, comparison_keys, result_keys
+from common.stages import StageInputs, TrainingInputs
 from common.train import TrainConfig, evaluate, seed_everything
 
 
@@ -324,6 +325,31 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
           f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)
     return Session(args, profile, device, splits, loaders, cache)
+
+
+def training_inputs(session: Session) -> TrainingInputs:
+    return TrainingInputs(loaders=session.loaders, device=session.device, cache=session.cache,
+                          data_key=session.data_key(), num_classes=session.splits.num_classes,
+                          image_shape=tuple(session.splits.train_images.shape[1:]), seed=session.args.seed,
+                          train=session.profile.train, finetune=session.finetune_config(),
+                          on_epoch_end=report_intermediate)
+
+
+def stage_inputs(session: Session) -> StageInputs:
+    return StageInputs(loaders=session.loaders,
+                       labels={"val": session.splits.val_labels, "test": session.splits.test_labels},
+                       device=session.device, example_input=session.example_input,
+                       latency=session.latency_setting(), qat=session.finetune_config(qat=True),
+                       on_epoch_end=report_intermediate)
+
+
+def deployment_options(session: Session) -> dict[str, Any]:
+    """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the
+    agreement gate defaults to the profile's, and the value used is echoed."""
+    args = session.args  # defaults resolved from the profile when parsed (common.trial.parse_params)
+    return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
+            "keep_model": getattr(args, "keep_model", None), "portability_check": args.portability_check,
+            "portability_images": args.portability_images}
 
 
 def report_intermediate(epoch: int, metrics: dict[str, float]) -> None:

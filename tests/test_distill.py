@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import trial
-from common.stages import pruned_stage, training_inputs
+from common.stages import pruned_stage
 from common.train import TrainConfig, distillation_loss, fit
+from common.trial import training_inputs
 
 TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
 

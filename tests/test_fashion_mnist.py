@@ -133,8 +133,8 @@ def test_session_builds_prunes_measures_and_exports_one_channel_models(fake_fash
     session = trial.start_session(args)
     assert session.in_channels == 1 and tuple(session.example_input.shape) == (1, 1, 28, 28)
     assert args.dataset == "fashion-mnist"  # echoed as used
-    dense, _ = stages.dense_stage(stages.training_inputs(session), TINY)
-    pruned, info = stages.pruned_stage(stages.training_inputs(session), TINY, "fpgm", 0.5)
+    dense, _ = stages.dense_stage(trial.training_inputs(session), TINY)
+    pruned, info = stages.pruned_stage(trial.training_inputs(session), TINY, "fpgm", 0.5)
     assert dense.conv1.in_channels == pruned.conv1.in_channels == 1
     assert pruned.conv1.out_channels < dense.conv1.out_channels
     assert 0 < session.describe(pruned).flops < session.describe(dense).flops
@@ -148,9 +148,9 @@ def test_profile_image_size_and_crop_reach_the_data_and_the_cache_key(system_dir
     flags = ["--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache")]
     ci = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "ci", *flags]))
     assert ci.profile.dataset == "fashion-mnist" and ci.splits.train_images.shape[1:] == (1, 16, 16)
-    assert ci.loaders["train"].pad == 0 and stages.dense_key(stages.training_inputs(ci), "resnet18")["crop_pad"] == 0
+    assert ci.loaders["train"].pad == 0 and stages.dense_key(trial.training_inputs(ci), "resnet18")["crop_pad"] == 0
     smoke = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "smoke", *flags]))
-    smoke_key = stages.dense_key(stages.training_inputs(smoke), "resnet18")
+    smoke_key = stages.dense_key(trial.training_inputs(smoke), "resnet18")
     assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke_key  # the default: older entries hold
 
 

@@ -173,7 +173,8 @@ def test_cached_stage_keys_are_those_existing_caches_hold(tmp_path):
     cached models (the digests are those entries' folder names), so it must be a deliberate one."""
     from common import trial
     from common.cache import key_digest
-    from common.stages import dense_key, pruned_key, training_inputs
+    from common.stages import dense_key, pruned_key
+    from common.trial import training_inputs
 
     args = trial.parse_params(trial.base_parser("t"), ["--cache-dir", str(tmp_path / "c"), "--data-dir",
                                                        str(tmp_path / "d"), "--distill-weight", "0.5"])

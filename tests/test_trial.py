@@ -152,9 +152,9 @@ def test_baseline_trial_on_cifar_format_files(fake_cifar_dir, tmp_path, capsys):
         "--dataset", "cifar10", "--data-dir", str(fake_cifar_dir.root), "--cache-dir", str(tmp_path / "cache")])
     session = trial.start_session(args)
     assert len(session.splits.test_labels) == 30 and session.splits.classes[0] == "airplane"
-    model, info = stages.dense_stage(stages.training_inputs(session), "resnet18")
+    model, info = stages.dense_stage(trial.training_inputs(session), "resnet18")
     assert len(info["history"]["train_loss"]) == get_profile("smoke").train.epochs
-    again, _ = stages.dense_stage(stages.training_inputs(session), "resnet18")  # from the cache, same weights
+    again, _ = stages.dense_stage(trial.training_inputs(session), "resnet18")  # from the cache, same weights
     assert all((a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
     assert "loaded from cache" in capsys.readouterr().out
 
@@ -205,7 +205,7 @@ def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir
 
     first, again, changed = session(root), session(root), session(other)
     assert first.splits.classes == changed.splits.classes and first.splits.num_classes == changed.splits.num_classes
-    first, again, changed = (stages.training_inputs(s) for s in (first, again, changed))
+    first, again, changed = (trial.training_inputs(s) for s in (first, again, changed))
     assert stages.dense_key(first, TINY) == stages.dense_key(again, TINY)  # same files: the same entry
     assert stages.dense_key(first, TINY) != stages.dense_key(changed, TINY)
     for inputs in (first, again, changed):

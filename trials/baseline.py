@@ -4,8 +4,8 @@
 """
 
 from common.record import result_keys
-from common.stages import dense_stage, training_inputs
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session
+from common.stages import dense_stage
+from common.trial import base_parser, parse_params, report_objective, run_main, start_session, training_inputs
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ candidate; the flags' defaults are ResNet-18.
 
 from common.models import arch_key
 from common.nas import add_candidate_arguments, arch_dict, candidate_from_args, candidate_metrics
-from common.stages import dense_stage, training_inputs
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session
+from common.stages import dense_stage
+from common.trial import base_parser, parse_params, report_objective, run_main, start_session, training_inputs
 
 
 def get_parser():

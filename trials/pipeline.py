@@ -12,8 +12,17 @@ The keys of every stage are listed in common/stages.py (`compress_pipeline`).
 from common import stagewise
 from common.models import load_arch
 from common.pruning import add_pruning_arguments
-from common.stages import add_quantization_arguments, compress_pipeline, deployment_options
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session
+from common.stages import add_quantization_arguments, compress_pipeline
+from common.trial import (
+    base_parser,
+    deployment_options,
+    parse_params,
+    report_objective,
+    run_main,
+    stage_inputs,
+    start_session,
+    training_inputs,
+)
 
 
 def get_parser():
@@ -29,8 +38,9 @@ def main() -> None:
     arch = load_arch(args.arch)  # before any training too
     session = start_session(args)
 
-    metrics = compress_pipeline(session, arch, pruner=args.pruner, sparsity=args.sparsity, algorithm=args.algorithm,
-                                bits=args.bits, calibration_batches=args.calibration_batches,
+    metrics = compress_pipeline(training_inputs(session), stage_inputs(session), arch, pruner=args.pruner,
+                                sparsity=args.sparsity, algorithm=args.algorithm, bits=args.bits,
+                                calibration_batches=args.calibration_batches,
                                 prune_schedule=args.prune_schedule, prune_steps=args.prune_steps,
                                 stage_sparsity=stagewise.parse("stage_sparsity", args.stage_sparsity),
                                 stage_bits=stagewise.parse("stage_bits", args.stage_bits),

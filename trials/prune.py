@@ -6,8 +6,16 @@ fine-tune → measure next to the dense model → report to NNI.
 """
 
 from common.pruning import add_pruning_arguments
-from common.stages import dense_stage, pruned_stage, training_inputs
-from common.trial import base_parser, compression_metrics, parse_params, report_objective, run_main, start_session
+from common.stages import dense_stage, pruned_stage
+from common.trial import (
+    base_parser,
+    compression_metrics,
+    parse_params,
+    report_objective,
+    run_main,
+    start_session,
+    training_inputs,
+)
 
 
 def get_parser():

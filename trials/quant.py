@@ -10,16 +10,17 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 """
 
 from common import stagewise
-from common.stages import (
-    add_quantization_arguments,
-    dense_stage,
+from common.stages import add_quantization_arguments, dense_stage, pruned_stage, quantize_deploy_measure
+from common.trial import (
+    base_parser,
     deployment_options,
-    pruned_stage,
-    quantize_deploy_measure,
+    parse_params,
+    report_objective,
+    run_main,
     stage_inputs,
+    start_session,
     training_inputs,
 )
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session
 
 STARTS = ("dense", "pruned")
 PRUNED = ("fpgm", 0.5)  # the pruning stage's 50% FPGM model, shared through the artifact cache

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.models import ResNetSpec, arch_key, build_model
-from common.record import comparison_keys, read, result_keys, upgrade
+from common.record import comparison_keys, ranking, read, result_keys, upgrade
 
 if TYPE_CHECKING:
     from torch import nn
@@ -233,11 +233,8 @@ def select_best(records: Sequence[Mapping[str, Any]], metric: str = "default",
         scored.append((float(result[metric]), r, candidate))
     if not scored:
         raise ExportError("the experiment has no final results yet (no trial finished)")
-    sign = -1 if mode == "maximize" else 1
-    # Ties are common (accuracy on a few hundred images is coarse, repeats of one architecture score
-    # alike): the smaller network wins, then the lower trial id, so every source picks the same trial.
-    _, best, candidate = min(scored, key=lambda t: (sign * t[0], t[1]["result"].get("params", 0),
-                                                    str(t[1]["trial_id"])))
+    # The report's rule too (common.record.ranking): ties go to the smaller network, then the lower trial id.
+    _, best, candidate = min(scored, key=lambda t: ranking(t[1]["result"], t[1]["trial_id"], metric, mode))
     shown = best.get("parameter")
     if isinstance(shown, Mapping) and any(shown.get(k, candidate[k]) != candidate[k] for k in candidate):
         print(f"note: NNI lists trial {best['trial_id']} with parameters {dict(shown)}, but the trial echoed "

@@ -193,3 +193,11 @@ def read_comparison(result: Mapping[str, Any]) -> dict[str, float | None]:
     names = ["delta_test_acc", "params_ratio", "flops_ratio", "size_ratio",
              *(f"{k}_b{b}" for k in ("speedup", "latency_ratio") for b in LATENCY_BATCHES)]
     return {k: r.get(k) for k in names}
+
+
+def ranking(result: Mapping[str, Any], trial_id: str, metric: str = "default", mode: str = "maximize") -> tuple:
+    """The one rule for "best trial", shared by the report and the NAS export (smallest ranks best): the metric,
+    then the smaller network (ties are common: accuracy on a few thousand images is coarse), then the lower
+    trial id, so that every reader picks the same trial."""
+    sign = -1 if mode == "maximize" else 1
+    return sign * float(result[metric]), result.get("params", 0), str(trial_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 from common.front import Front, front
 from common.pareto import non_dominated
-from common.record import SIZE_KINDS, Latency, Measurement, read, read_comparison, upgrade
+from common.record import SIZE_KINDS, Latency, Measurement, ranking, read, read_comparison, upgrade
 
 # Which trial script produced a result, as echoed in its `trial` key, and its row in the table.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -215,7 +215,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     latency is (`size_kind`, `latency_on`): report.md formats them, report.json keeps them for scripts.
     `accuracy_std` is over the dense accuracies the trials measured (one per seed for baseline trials).
     """
-    ok = [upgrade(r.result) for r in records if r.ok]
+    ok = [{**upgrade(r.result), "trial_id": r.trial_id} for r in records if r.ok]
     if not ok:
         listing = f"; its {len(records)} trial(s):\n{failure_listing(records)}" if records else ""
         raise ReportError(f"no trial has a result of this suite yet: nothing to report{listing}")
@@ -242,7 +242,7 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
         stage = [r for r in ok if r.get("trial") == kind]
         if not stage:
             continue
-        best = max(stage, key=lambda r: r["default"])
+        best = min(stage, key=lambda r: ranking(r, r["trial_id"]))
         m, vs = read(best), read_comparison(best)
         rows.append({
             "model": f"{label}: {describe(best)}", "accuracy": m.test_acc, "accuracy_std": None,
@@ -449,9 +449,10 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
         )
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
     for experiment in experiments:
-        pipeline = [r.result for r in ok if r.experiment == experiment and r.result.get("trial") == "pipeline"]
+        pipeline = [r for r in ok if r.experiment == experiment and r.result.get("trial") == "pipeline"]
         if pipeline:
-            lines += _steps_markdown(experiment, max(pipeline, key=lambda r: r["default"]))
+            best = min(pipeline, key=lambda r: ranking(r.result, r.trial_id))
+            lines += _steps_markdown(experiment, best.result)
     for experiment, f in (experiment_fronts or {}).items():
         name = f"front_{experiment}.png"
         lines += _front_markdown(experiment, f, name if any(p.name == name for p in plots) else None)

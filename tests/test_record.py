@@ -82,3 +82,14 @@ def test_results_recorded_with_earlier_keys_are_read_with_todays():
     assert read(old).size_kind == "int8_onnx"  # a quantization trial's size was always the int8 file
     assert read({"test_acc": 0.8, "size_mb": 1.0}).size_kind == "state_dict"
     assert read({"baseline_test_acc": 0.7, "baseline_latency_ms_b1": 2.0}, "dense").test_acc == 0.7
+
+
+def test_one_rule_for_the_best_trial_ties_go_to_the_smaller_network_then_the_lower_id():
+    from common.record import ranking
+
+    trials = {"b": {"default": 0.9, "params": 10}, "a": {"default": 0.9, "params": 10},
+              "c": {"default": 0.9, "params": 5}, "d": {"default": 0.8, "params": 1}}
+    assert min(trials, key=lambda t: ranking(trials[t], t)) == "c"
+    del trials["c"]
+    assert min(trials, key=lambda t: ranking(trials[t], t)) == "a"
+    assert min(trials, key=lambda t: ranking(trials[t], t, mode="minimize")) == "d"

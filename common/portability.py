@@ -15,9 +15,11 @@ those are null and the log says why: the trial still reports everything it measu
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,8 +80,9 @@ def emulated_top1(model: str | os.PathLike, images: np.ndarray, runtimes: Sequen
         for runtime in runtimes:
             command = [qemu_path(), "-cpu", EMULATED_CPU, sys.executable, runner_path(), str(model), runtime,
                        str(inputs), str(Path(tmp) / f"{runtime}.npy")]
+            # A session of its own: a hung emulator is killed with everything it started.
             running[runtime] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                text=True, env=env)
+                                                text=True, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         return {runtime: _collect(runtime, process, Path(tmp) / f"{runtime}.npy", len(images), deadline)
                 for runtime, process in running.items()}
@@ -91,7 +94,8 @@ def _collect(runtime: str, process: subprocess.Popen, out: Path, count: int,
     try:
         _, stderr = process.communicate(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return PortabilityError(f"{where} did not finish in time")
     if process.returncode != 0:

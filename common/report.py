@@ -15,7 +15,7 @@ import json
 import math
 import sqlite3
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,14 @@ def _fmt(v: Any, spec: str, unit: str = "") -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec) + unit
 
 
+def _fmt_pm(mean: float | None, std: float | None, spec: str, unit: str = "", scale: float = 1.0) -> str:
+    """`mean ± std unit` over seeds (the std only where there are several), `–` when not measured."""
+    if mean is None:
+        return "–"
+    spread = f" ± {format(scale * std, spec.lstrip('+'))}" if std else ""
+    return f"{format(scale * mean, spec)}{spread}{unit}"
+
+
 def _where(lat: Latency | None) -> str | None:
     """What a latency was measured with, e.g. `onnxruntime int8, cpu, 1 thread`."""
     if lat is None or "?" in (lat.runtime, lat.device):  # recorded before latencies said where
@@ -208,8 +216,21 @@ def portability_label(result: dict[str, Any]) -> str:
     return "7-bit, unchecked" if scheme == "reduced" else "**8-bit, unchecked**"
 
 
+def configuration(result: dict[str, Any]) -> tuple:
+    """What a trial ran, everything but its seed: trials of one configuration are repeats over seeds."""
+    return result.get("trial"), result.get("profile"), result.get("dataset"), describe(result)
+
+
+def _over_seeds(group: Sequence[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]
+                ) -> tuple[float | None, float | None]:
+    values = [v for r in group if (v := value(r)) is not None]
+    return _mean_std(values) if values else (None, None)
+
+
 def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
-    """The seed-style table: the dense baseline, then the best trial (by `default`) of each stage.
+    """The seed-style table: the dense baseline, then the best configuration (by mean `default` over its seeds,
+    ties by common.record.ranking) of each stage, its accuracy, Δ and speed-ups as mean and std over the seeds
+    (`seeds`: n; Δ and speed-ups are paired: each seed's model against the same seed's dense model).
 
     Numbers (fractions, like the trials' own keys; None where a value does not apply) plus what each size and
     latency is (`size_kind`, `latency_on`): report.md formats them, report.json keeps them for scripts.
@@ -237,21 +258,35 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "latency_ms_b1": ref.latency.ms.get(1) if ref.latency else None,
             "latency_ms_b64": ref.latency.ms.get(64) if ref.latency else None, "latency_on": _where(ref.latency),
             "speedup_b1": 1.0, "speedup_b64": 1.0, "trials": len(dense_acc), "portable_avx2": "–",
+            "seeds": len({r.get("seed") for r in ok}),
         })
     for kind, label in STAGES:
         stage = [r for r in ok if r.get("trial") == kind]
         if not stage:
             continue
-        best = min(stage, key=lambda r: ranking(r, r["trial_id"]))
-        m, vs = read(best), read_comparison(best)
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for r in sorted(stage, key=lambda r: ranking(r, r["trial_id"])):
+            group = groups.setdefault(configuration(r), [])
+            if all(other.get("seed") != r.get("seed") for other in group):  # a rerun of a seed is not a new seed
+                group.append(r)
+        group = min(groups.values(), key=lambda g: (-statistics.fmean(r["default"] for r in g),
+                                                    min(ranking(r, r["trial_id"]) for r in g)))
+        best = min(group, key=lambda r: ranking(r, r["trial_id"]))  # sizes and latencies: one measurement
+        m = read(best)
+        acc, acc_std = _over_seeds(group, lambda r: read(r).test_acc)
+        delta, delta_std = _over_seeds(group, lambda r: read_comparison(r)["delta_test_acc"])
+        s1, s1_std = _over_seeds(group, lambda r: read_comparison(r)["speedup_b1"])
+        s64, s64_std = _over_seeds(group, lambda r: read_comparison(r)["speedup_b64"])
+        vs = read_comparison(best)
         rows.append({
-            "model": f"{label}: {describe(best)}", "accuracy": m.test_acc, "accuracy_std": None,
-            "delta": vs["delta_test_acc"],
+            "model": f"{label}: {describe(best)}", "accuracy": acc, "accuracy_std": acc_std,
+            "delta": delta, "delta_std": delta_std, "seeds": len(group),
+            "speedup_b1_std": s1_std, "speedup_b64_std": s64_std,
             "size_mb": None if m.size_bytes is None else m.size_bytes / 1e6, "size_kind": m.size_kind,
             "size_ratio": vs["size_ratio"],
             "latency_ms_b1": m.latency.ms.get(1) if m.latency else None,
             "latency_ms_b64": m.latency.ms.get(64) if m.latency else None, "latency_on": _where(m.latency),
-            "speedup_b1": vs["speedup_b1"], "speedup_b64": vs["speedup_b64"], "trials": len(stage),
+            "speedup_b1": s1, "speedup_b64": s64, "trials": len(stage),
             "portable_avx2": portability_label(best),
         })
     return rows
@@ -429,9 +464,9 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
         "and speed-up compare each model with the dense model measured in the same trial process (an int8 model's "
         "size with the dense fp32 ONNX file, its speed-up with the dense model in eager torch).",
         "",
-        "| model | accuracy | Δ accuracy | size MB | size of | size ratio | latency b1 ms | latency b64 ms "
+        "| model | n (seeds) | accuracy | Δ accuracy | size MB | size of | size ratio | latency b1 ms | latency b64 ms "
         "| latency measured with | speed-up b1 | speed-up b64 | trials | int8 right on AVX2-only x86 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     settings = {r["latency_on"].split(", ", 1)[1] for r in rows if r["latency_on"]}
     if len(settings) > 1:
@@ -440,12 +475,13 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
                          "each speed-up is against the dense model timed the same way in the same trial.\n")
     for r in rows:
         lines.append(
-            f"| {r['model']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
-            f"| {_fmt(None if r['delta'] is None else 100 * r['delta'], '+.2f', ' pt')} | {_fmt(r['size_mb'], '.2f')} "
+            f"| {r['model']} | {r['seeds']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
+            f"| {_fmt_pm(r['delta'], r.get('delta_std'), '+.2f', ' pt', 100)} | {_fmt(r['size_mb'], '.2f')} "
             f"| {SIZE_LABELS.get(r['size_kind'], '–')} | {_fmt(r['size_ratio'], '.3f')} "
             f"| {_fmt(r['latency_ms_b1'], '.2f')} | {_fmt(r['latency_ms_b64'], '.1f')} | {r['latency_on'] or '–'} "
-            f"| {_fmt(r['speedup_b1'], '.2f', '×')} "
-            f"| {_fmt(r['speedup_b64'], '.2f', '×')} | {r['trials']} | {r['portable_avx2']} |"
+            f"| {_fmt_pm(r['speedup_b1'], r.get('speedup_b1_std'), '.2f', '×')} "
+            f"| {_fmt_pm(r['speedup_b64'], r.get('speedup_b64_std'), '.2f', '×')} | {r['trials']} "
+            f"| {r['portable_avx2']} |"
         )
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
     for experiment in experiments:

@@ -264,3 +264,23 @@ def test_committed_reports_hold_numbers_for_scripts(recorded):
     for row in summary:
         numbers = {k: v for k, v in row.items() if k not in ("model", "size_kind", "latency_on", "portable_avx2")}
         assert all(v is None or isinstance(v, (int, float)) for v in numbers.values()), row
+
+
+def test_a_configuration_run_on_several_seeds_is_one_row_with_mean_std_and_n(tmp_path):
+    from common.report import markdown, summary_rows
+
+    def trial(tid, seed, sparsity, acc, dense, default):
+        return TrialRecord("e1", tid, "SUCCEEDED", {
+            "trial": "prune", "profile": "cpu", "dataset": "fashion-mnist", "pruner": "fpgm", "sparsity": sparsity,
+            "seed": seed, "default": default, "test_acc": acc, "accuracy": acc, "dense_test_acc": dense,
+            "delta_test_acc": acc - dense, "params": 10, "speedup_b1": 2.0 + seed, "speedup_b64": 4.0})
+
+    records = [trial("a", 0, 0.5, 0.90, 0.92, 0.91), trial("b", 1, 0.5, 0.88, 0.91, 0.89),
+               trial("c", 2, 0.5, 0.89, 0.93, 0.90), trial("c2", 2, 0.5, 0.89, 0.93, 0.90),  # a rerun of seed 2
+               trial("d", 0, 0.7, 0.95, 0.92, 0.899)]  # ranked on validation, not on its lucky test
+    row = next(r for r in summary_rows(records) if r["model"].startswith("best pruned"))
+    assert row["model"].endswith("sparsity=0.5") and row["seeds"] == 3
+    assert row["accuracy"] == pytest.approx(0.89) and row["accuracy_std"] == pytest.approx(0.01)
+    assert row["delta"] == pytest.approx((-0.02 - 0.03 - 0.04) / 3)  # paired: each seed against its own dense
+    assert row["speedup_b1"] == pytest.approx(3.0) and row["speedup_b1_std"] == pytest.approx(1.0)
+    assert "| best pruned: pruner=fpgm, sparsity=0.5 | 3 | 89.00 ± 1.00 % | -3.00 ± 1.00 pt |" in markdown(records, [])

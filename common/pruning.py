@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from common import params, stagewise
 from common.metrics import count_flops, count_params
 from common.nni_compat import dependency_aware_config, quiet_nni, speedup_model
 from common.stagewise import stage_of
@@ -49,6 +50,24 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"pruning rounds (default: 1 for oneshot, {DEFAULT_GRADUAL_STEPS} for gradual)")
     parser.add_argument("--stage-sparsity", default=None, metavar="S1,S2,S3,S4",
                         help="per ResNet stage instead of --sparsity (common/stagewise.py); one-shot only")
+    params.add_check(parser, check_pruning_arguments)
+    params.add_resolver(parser, _resolve_steps)
+
+
+def check_pruning_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check (or a tuner's value bypassed): ValueError naming the flag."""
+    validate(args.pruner, args.sparsity)
+    steps = args.prune_steps
+    params.require(steps is None or (params.is_int(steps) and steps >= 1), "--prune-steps", "an integer >= 1", steps)
+    resolve_steps(args.prune_schedule, steps)
+    if args.stage_sparsity is not None:
+        stagewise.parse("stage_sparsity", args.stage_sparsity)
+        if args.prune_schedule != "oneshot":
+            raise ValueError("--stage-sparsity prunes one-shot; it cannot be combined with --prune-schedule gradual")
+
+
+def _resolve_steps(values: dict[str, Any], profile: Any) -> None:
+    values["prune_steps"] = resolve_steps(values["prune_schedule"], values["prune_steps"])  # echo what ran
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from common import cpu, portability
+from common import cpu, params, portability, stagewise
 from common.cache import ArtifactCache
 from common.data import TensorLoader
 from common.deploy import (
@@ -74,6 +74,7 @@ from common.quantization import (
     simulated_weights,
     take_inputs,
 )
+from common.quantization import validate as validate_quantization
 from common.record import LATENCY_BATCHES, SPLITS, Latency, Measurement, comparison_keys, result_keys
 from common.train import TrainConfig, evaluate, fit, fp32_exact, predict, seed_everything, training_precision
 
@@ -106,6 +107,39 @@ def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-model", default=None, metavar="PATH",
                         help="also copy the deployed int8 ONNX model to PATH (an NNI trial keeps it in its output "
                              "directory; a hand-run trial otherwise discards it)")
+    params.add_check(parser, check_quantization_arguments)
+    params.add_resolver(parser, _resolve_deployment_defaults)
+
+
+def check_quantization_arguments(args: argparse.Namespace) -> None:
+    """What argparse cannot check (or a tuner's value bypassed): ValueError naming the flag."""
+    validate_quantization(args.algorithm, args.bits)
+    for flag, value in (("--calibration-batches", args.calibration_batches),
+                        ("--portability-images", args.portability_images)):
+        params.require(params.is_int(value) and value >= 1, flag, "an integer >= 1", value)
+    if args.stage_bits is not None:
+        stagewise.parse("stage_bits", args.stage_bits)
+    if args.keep_model:  # the deployed model is written after all training: a path that cannot work must fail now
+        target = Path(args.keep_model).expanduser()
+        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
+        if target.is_dir() or not target.parent.is_dir() or not writable or not _regular_or_new(target):
+            raise ValueError(f"--keep-model {args.keep_model}: not a writable file path (is {target.parent} a "
+                             "writable folder?)")
+
+
+def _regular_or_new(path: Path) -> bool:
+    """A file --keep-model may write: a new path or an existing regular file (not /proc, not a device)."""
+    if str(path.resolve()).startswith(("/proc/", "/sys/", "/dev/")):  # writable for root, yet no file lands there
+        return False
+    return not path.exists() or path.is_file()
+
+
+def _resolve_deployment_defaults(values: dict[str, Any], profile: Any) -> None:
+    """The agreement gate and the portability check default to the profile's; the result echoes what ran."""
+    if values["min_agreement"] is None:
+        values["min_agreement"] = profile.min_agreement
+    if values["portability_check"] is None:
+        values["portability_check"] = profile.portability_check
 
 
 def _fraction(text: str) -> float:

@@ -21,14 +21,12 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from common import cpu, nni_compat, stagewise
+from common import cpu, nni_compat, params, stagewise
 from common.cache import ArtifactCache, default_home
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import LatencySetting, contention, measure_latency, size_measurement
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
-from common.pruning import resolve_steps
-from common.pruning import validate as validate_pruning
 from common.record import LATENCY_BATCHES, Latency, Measurement, comparison_keys, result_keys
 from common.stages import StageInputs, TrainingInputs
 from common.train import TrainConfig, evaluate, seed_everything
@@ -113,10 +111,10 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
             raise ValueError(f"search space parameters {tuned}: {err}") from err
         _check_choices(parser, args, tuned)
     validate_params(parser, args, tuned or {})
-    return FrozenParams(**_resolved(args))
+    return FrozenParams(**_resolved(parser, args))
 
 
-def _resolved(args: argparse.Namespace) -> dict[str, Any]:
+def _resolved(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     """The parameters with the defaults that depend on the profile, the machine or the environment filled in:
     the echoed result says what ran, not `None`."""
     profile = get_profile(args.profile, dataset=args.dataset)
@@ -125,35 +123,17 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     values |= {"dataset": profile.dataset, "device": str(resolve_device(args.device)),
                "data_dir": str(Path(args.data_dir).expanduser() if args.data_dir else home / "data"),
                "cache_dir": str(Path(args.cache_dir).expanduser() if args.cache_dir else home / "artifacts")}
-    if "prune_schedule" in values:
-        values["prune_steps"] = resolve_steps(args.prune_schedule, args.prune_steps)
-    if values.get("min_agreement", 0.0) is None:
-        values["min_agreement"] = profile.min_agreement
-    if "portability_check" in values and values["portability_check"] is None:
-        values["portability_check"] = profile.portability_check
+    params.resolve(parser, values, profile)  # each stage's defaults (common/params.py)
     return values
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# dest -> (test, what a valid value is). Checked after the tuner's values are merged (merge_parameter skips
-# argparse's `type` and accepts anything for a flag whose default is None), so a bad value fails in seconds,
-# naming its flag, instead of after the dense model trained or deep inside NNI.
+# The base parser's own parameters; each stage checks its own (common/params.py, registered by add_*_arguments).
 PARAMETER_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "latency_threads": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "finetune_epochs": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 (0 skips fine-tuning)"),
-    "TRIAL_BUDGET": (lambda v: v is None or (_is_finite(v) and v > 0), "a finite number > 0"),
-    "budget_power": (lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "calibration_batches": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "portability_images": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "prune_steps": (lambda v: v is None or (_is_int(v) and v >= 1), "an integer >= 1"),
+    "seed": (lambda v: params.is_int(v) and v >= 0, "an integer >= 0"),
+    "latency_threads": (lambda v: params.is_int(v) and v >= 1, "an integer >= 1"),
+    "finetune_epochs": (lambda v: v is None or (params.is_int(v) and v >= 0), "an integer >= 0 (0 skips fine-tuning)"),
+    "TRIAL_BUDGET": (lambda v: v is None or (params.is_finite(v) and v > 0), "a finite number > 0"),
+    "budget_power": (lambda v: params.is_finite(v) and v > 0, "a finite number > 0"),
 }
 
 
@@ -168,41 +148,21 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
             source = f" (search space: {dest}={tuned[dest]!r})" if dest in tuned else ""
             raise ValueError(f"{_flag(parser, dest)} must be {valid}, got {getattr(args, dest)!r}{source}")
     validate_budgets(budgets_from_args(args))  # each --max-* budget
-    if hasattr(args, "pruner") and hasattr(args, "sparsity"):
-        validate_pruning(args.pruner, args.sparsity)
-    for dest in stagewise.FLAGS:
-        if getattr(args, dest, None) is not None:
-            stagewise.parse(dest, getattr(args, dest))  # ValueError naming the flag
-    if getattr(args, "stage_sparsity", None) is not None and getattr(args, "prune_schedule", "oneshot") != "oneshot":
-        raise ValueError("--stage-sparsity prunes one-shot; it cannot be combined with --prune-schedule gradual")
-    if hasattr(args, "prune_schedule"):
-        resolve_steps(args.prune_schedule, args.prune_steps)  # ValueError for a bad combination
-    if hasattr(args, "algorithm") and hasattr(args, "bits"):
-        from common.quantization import validate as validate_quantization
-
-        validate_quantization(args.algorithm, args.bits)
+    try:
+        params.run_checks(parser, args)  # what each stage's add_*_arguments declared
+    except ValueError as err:  # name the search-space value behind a bad flag
+        named = [k for k in tuned if _flag(parser, k) in str(err)]
+        source = f" (search space: {', '.join(f'{k}={tuned[k]!r}' for k in named)})" if named else ""
+        raise ValueError(f"{err}{source}") from None
     try:
         resolve_device(args.device)
     except RuntimeError as err:  # torch's own message for a malformed device string
         raise ValueError(f"--device {args.device!r}: {err}") from err
-    keep = getattr(args, "keep_model", None)
-    if keep:  # the deployed model is written after all training: a path that cannot work must fail now
-        target = Path(keep).expanduser()
-        writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
-        if target.is_dir() or not target.parent.is_dir() or not writable or not _regular_or_new(target):
-            raise ValueError(f"--keep-model {keep}: not a writable file path (is {target.parent} a writable folder?)")
     # Whatever else the profile's fine-tune recipe rejects (TrainConfig checks its own fields).
     try:
         finetune_config(args, get_profile(args.profile, dataset=args.dataset))
     except ValueError as err:
         raise ValueError(f"fine-tune parameters (--finetune-epochs, --trial-budget, ...): {err}") from err
-
-
-def _regular_or_new(path: Path) -> bool:
-    """A file --keep-model may write: a new path or an existing regular file (not /proc, not a device)."""
-    if str(path.resolve()).startswith(("/proc/", "/sys/", "/dev/")):  # writable for root, yet no file lands there
-        return False
-    return not path.exists() or path.is_file()
 
 
 def _check_choices(parser: argparse.ArgumentParser, args: argparse.Namespace, tuned: dict[str, Any]) -> None:

@@ -1,0 +1,46 @@
+"""How a stage declares its own trial parameters: argparse flags, plus the checks and profile defaults argparse
+cannot express. NNI's `merge_parameter` sets tuner values without argparse's `type`, so every value is checked
+again after merging; `common.trial.parse_params` runs what each `add_*_arguments` registered here, and so
+needs no knowledge of the stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[argparse.Namespace], None]  # raises ValueError naming the flag
+Resolver = Callable[[dict[str, Any], Any], None]  # fills a default from the profile into the parsed values
+
+
+def add_check(parser: argparse.ArgumentParser, check: Check) -> None:
+    parser.__dict__.setdefault("param_checks", []).append(check)
+
+
+def add_resolver(parser: argparse.ArgumentParser, resolver: Resolver) -> None:
+    parser.__dict__.setdefault("param_resolvers", []).append(resolver)
+
+
+def run_checks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for check in parser.__dict__.get("param_checks", []):
+        check(args)
+
+
+def resolve(parser: argparse.ArgumentParser, values: dict[str, Any], profile: Any) -> None:
+    for resolver in parser.__dict__.get("param_resolvers", []):
+        resolver(values, profile)
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def require(ok: bool, flag: str, valid: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"{flag} must be {valid}, got {value!r}")

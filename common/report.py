@@ -89,8 +89,8 @@ def failure_listing(records: Sequence[TrialRecord]) -> str:
                      f"{r.last_log_line or '(no log)'}" for r in records if not r.ok)
 
 
-def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[TrialRecord]:
-    """All trials of one experiment from its sqlite database (read-only; works while it runs)."""
+def _database(exp_id: str, registry_path: Path | None = None) -> Path:
+    """The experiment's own sqlite database, found through nnictl's registry; ReportError if there is none."""
     registry = _registry(registry_path)
     if exp_id not in registry:
         known = ", ".join(sorted(registry)) or "none"
@@ -99,6 +99,12 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
     db = Path(registry[exp_id]["logDir"]) / exp_id / "db" / "nni.sqlite"
     if not db.exists():
         raise ReportError(f"experiment {exp_id}: database {db} is missing (was the experiment deleted?)")
+    return db
+
+
+def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[TrialRecord]:
+    """All trials of one experiment from its sqlite database (read-only; works while it runs)."""
+    db = _database(exp_id, registry_path)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         status: dict[str, str] = {}
@@ -133,18 +139,14 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
 
 def experiment_config(exp_id: str, registry_path: Path | None = None) -> dict[str, Any]:
     """The experiment's config as NNI stored it (its database's ExperimentProfile), {} when it cannot be read."""
-    entry = _registry(registry_path).get(exp_id)
-    if not entry:
-        return {}
-    db = Path(entry["logDir"]) / exp_id / "db" / "nni.sqlite"
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{_database(exp_id, registry_path)}?mode=ro", uri=True)
         try:
             row = con.execute("SELECT params FROM ExperimentProfile ORDER BY revision DESC LIMIT 1").fetchone()
         finally:
             con.close()
         return json.loads(row[0]) if row else {}
-    except (sqlite3.Error, ValueError, TypeError):
+    except (ReportError, sqlite3.Error, ValueError, TypeError):
         return {}
 
 

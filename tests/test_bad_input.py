@@ -76,15 +76,10 @@ def test_a_model_that_cannot_be_kept_is_reported_not_raised(tmp_path, monkeypatc
 
 def _experiment(tmp_path: Path, trials: dict[str, tuple[str, str, object]]) -> Path:
     """A registry and database: per trial id, its last event, the last line of its trial.log, its final result."""
-    import sqlite3
+    from tests.test_report import nni_database
 
     exp_dir = tmp_path / "logs" / "odd00001"
-    (exp_dir / "db").mkdir(parents=True)
-    db = sqlite3.connect(exp_dir / "db" / "nni.sqlite")
-    db.execute("CREATE TABLE TrialJobEvent (timestamp integer, trialJobId text, event text, data text, "
-               "logPath text, sequenceId integer, message text, environmentId text)")
-    db.execute("CREATE TABLE MetricData (timestamp integer, trialJobId text, parameterId text, type text, "
-               "sequence integer, data text)")
+    db = nni_database(exp_dir)
     for t, (trial_id, (event, last_line, final)) in enumerate(trials.items()):
         trial_dir = exp_dir / "environments" / "local-env" / "trials" / trial_id
         trial_dir.mkdir(parents=True)

@@ -167,18 +167,24 @@ def test_readme_results_are_the_recorded_report():
         assert f"(results/smoke/{png})" in section and (root / "results" / "smoke" / png).is_file()
 
 
-def failed_registry(tmp_path: Path, exp_id: str = "fail0001") -> Path:
-    """A registry and database of an experiment whose trials all FAILED, with trial.log files where NNI 3.0
-    writes them; one trial's logPath is left out (read from the layout instead)."""
+def nni_database(exp_dir: Path):
+    """An empty database with the two tables of NNI 3.0's that the report reads, at <exp_dir>/db/nni.sqlite."""
     import sqlite3
 
-    exp_dir = tmp_path / "logs" / exp_id
     (exp_dir / "db").mkdir(parents=True)
     db = sqlite3.connect(exp_dir / "db" / "nni.sqlite")
     db.execute("CREATE TABLE TrialJobEvent (timestamp integer, trialJobId text, event text, data text, "
                "logPath text, sequenceId integer, message text, environmentId text)")
     db.execute("CREATE TABLE MetricData (timestamp integer, trialJobId text, parameterId text, type text, "
                "sequence integer, data text)")
+    return db
+
+
+def failed_registry(tmp_path: Path, exp_id: str = "fail0001") -> Path:
+    """A registry and database of an experiment whose trials all FAILED, with trial.log files where NNI 3.0
+    writes them; one trial's logPath is left out (read from the layout instead)."""
+    exp_dir = tmp_path / "logs" / exp_id
+    db = nni_database(exp_dir)
     trials = {"aaaaa": ({"pruner": "fpgm", "sparsity": 1.5}, "sparsity must be strictly between 0 and 1, got 1.5"),
               "bbbbb": ({"pruner": "l1", "sparsity": 0.5}, "NonFiniteLossError: NaN/inf training loss")}
     for t, (trial_id, (params, reason)) in enumerate(trials.items()):

@@ -387,7 +387,8 @@ def front_results(records: Sequence[TrialRecord], experiment: str) -> list[dict[
 
 def fronts(records: Sequence[TrialRecord], objectives: Mapping[str, Mapping[str, str]]) -> dict[str, Front]:
     """The front of each experiment that names its objectives (a multi-objective tuner's classArgs)."""
-    return {e: front(front_results(records, e), obj) for e, obj in objectives.items() if front_results(records, e)}
+    results = {e: front_results(records, e) for e in objectives}
+    return {e: front(results[e], obj) for e, obj in objectives.items() if results[e]}
 
 
 def _front_markdown(experiment: str, f: Front, plot_name: str | None) -> list[str]:

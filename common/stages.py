@@ -576,7 +576,7 @@ def _check_portability(check: str, path: Path, val_loader: TensorLoader, host_va
         return portability.skipped()
     if portability.host_is_avx2_only():
         return portability.from_host_gate({r: host_agreement[r]["val"] for r in host_val_top1})
-    x = torch.cat([batch[0].cpu() for batch in val_loader])[:images].float()
+    x = torch.cat(take_inputs(val_loader, math.ceil(images / val_loader.batch_size)))[:images].cpu().float()
     return portability.check_avx2(path, x.numpy(), {r: top1[:len(x)].numpy() for r, top1 in host_val_top1.items()},
                                   min_agreement=min_agreement)
 

@@ -61,6 +61,39 @@ COST_KEYS: dict[str, str] = {
 }
 
 
+# What each key of a trial's final result means (docs/result-keys.md is generated from this and the tables above:
+# python3 -m common.cli.docs --write). Keys of one row share a meaning; `<model>_` prefixes are the other models.
+RESULT_KEYS: tuple[tuple[str, str], ...] = (
+    ("default", "what the tuner maximises: validation accuracy, penalised over a budget if the config sets one"),
+    ("accuracy, test_acc, val_acc", "top-1 of the compressed model on the test / validation split"),
+    ("dense_test_acc, dense_val_acc, delta_test_acc", "the cached dense baseline, and the difference"),
+    ("params, flops", "parameters, FLOPs of one input image (MACs = FLOPs / 2)"),
+    ("size_mb, size_kind", "bytes / 1e6 of the artifact the trial ships, and what it is (a size kind below)"),
+    ("params_ratio, flops_ratio, size_ratio", "compressed / dense (sizes in the same format: an int8 file against "
+                                              "the dense fp32 ONNX file)"),
+    ("latency_ms_b1, latency_ms_b64, speedup_b1, speedup_b64", "median ms per batch, measured interleaved with the "
+     "dense model in the same process; the speed-up is against the dense model in eager torch, same device/threads"),
+    ("latency_device, latency_runtime, latency_threads", "where the latency was measured: `cpu` or a CUDA device, "
+     "the runtime (`torch fp32`, `onnxruntime int8`, `openvino int8`, ...), CPU threads (`--latency-threads`)"),
+    ("latency_ratio_b1, latency_ratio_b64", "latency / dense latency (1 / speed-up), for budgets relative to dense"),
+    ("latency_loadavg_1m, latency_contended", "the 1-minute load average right after timing, and whether other work "
+                                              "competed for the cores (then trust ratios, not milliseconds)"),
+    ("<model>_val_acc, <model>_test_acc, <model>_params, <model>_size_mb, <model>_latency_ms_b*, ...",
+     "the same measurements of each other model in the trial: `dense`, `dense_ort` (its fp32 ONNX Runtime file), "
+     "`pruned`, `arch`, `sim` (NNI's simulation), `int8_ort`, `int8_openvino`, `packed`"),
+    ("within_budget, budget_factor, budget_<metric>", "whether the trial met the config's budgets, and by how much "
+                                                      "it missed"),
+    ("val_acc_before_finetune", "what fine-tuning recovered (gradual pruning: after the first round's cut)"),
+    ("int8_scheme_used, portability_check_used, portable_avx2, agreement_val_avx2_ort, agreement_val_avx2_openvino",
+     "the int8 weight grid, and whether the deployed file computes the same on an emulated AVX2-only CPU "
+     "(null: not checked, `portability_note` says why)"),
+    ("cpu_model, cpu_isa", "the CPU the trial ran on and its int8-relevant instruction sets"),
+    ("trial", "the kind of trial (`baseline`, `prune`, `quant`, `nas`, `pipeline`), declared by the script"),
+    ("pruner, sparsity, stage_sparsity, stage_bits, profile, seed, dataset, ...", "the trial's own parameters, "
+     "echoed as parsed (every default resolved)"),
+)
+
+
 @dataclass(frozen=True)
 class Latency:
     """Median milliseconds per batch size, and where they were measured."""

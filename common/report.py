@@ -1,11 +1,26 @@
 """Build the seed report's comparison table and trade-off plots from NNI experiments' trials.
 
-`load_experiment` reads trials from an experiment's own database (`<logDir>/<id>/db/nni.sqlite`, found
-through nnictl's registry `~/nni-experiments/.experiment`), so a finished *or* running experiment works
-without starting its manager; `load_export` reads `nnictl experiment export --type json` files;
-`write_report` writes report.md, report.json and the plots. The command is `python3 -m common.cli.report`.
-Parameters come from the copy each trial echoes in its final result, never from NNI's
-parameter listing, which is wrong under trialConcurrency >= 2 (NNI #5693, #5726).
+This module is also the suite's one trial reader: the report (`python3 -m common.cli.report`) and the NAS export
+(`python3 -m common.cli.nas export`) both take `TrialRecord`s from it and rank them by `common.record.ranking`.
+`write_report` writes report.md, report.json and the plots. Trials come from:
+
+- `load_experiment(id)`: the experiment's own sqlite database `<logDir>/<id>/db/nni.sqlite`, read-only, found
+  through nnictl's registry `~/nni-experiments/.experiment`: a finished *or* running experiment, no manager needed.
+- `load_manager(port)`: a running manager, through `nni.experiment.Experiment.connect(port).list_trial_jobs()`;
+  for a manager whose files are not on this machine (another container, a forwarded port).
+- `load_export(file)`: `nnictl experiment export --type json` files, for experiments from another machine.
+
+What reads NNI's files directly, and why. `load_experiment` and `experiment_config` (the tuner's objectives) read
+the database and the registry: in NNI 3.0 every query of `nni.experiment` (`list_trial_jobs`, `export_data`,
+`get_job_statistics`, ...) is a REST call to a running manager, a stopped experiment has only its database, and
+`Experiment(id).view()` would start a manager (a node process on a free port, seconds, stopped again) just to serve
+the same rows; the database also reads while the experiment runs. The registry is read as JSON rather than
+through nnictl's `Experiments` class, which creates folders and a lock file. `last_log_line` reads the trials'
+trial.log files: no NNI API returns a trial's output. Nothing else in the suite reads NNI's files.
+
+Whatever the source, parameters come from the copy each trial echoes in its final result, never from NNI's
+parameter listing, which pairs trials with the wrong parameters under trialConcurrency >= 2 (NNI #5693, #5726);
+the listing is kept only to say what a trial without a result was given, and to point out a mis-pairing.
 """
 
 from __future__ import annotations
@@ -219,8 +234,10 @@ def portability_label(result: dict[str, Any]) -> str:
 
 
 def configuration(result: dict[str, Any]) -> tuple:
-    """What a trial ran, everything but its seed: trials of one configuration are repeats over seeds."""
-    return result.get("trial"), result.get("profile"), result.get("dataset"), describe(result)
+    """What a trial ran, everything but its seed: trials of one configuration are repeats over seeds. The int8
+    grid is part of it: a 7-bit and a full-grid file are different models, never two seeds of one."""
+    return (result.get("trial"), result.get("profile"), result.get("dataset"), describe(result),
+            result.get("int8_scheme_used"))
 
 
 def _over_seeds(group: Sequence[dict[str, Any]], value: Callable[[dict[str, Any]], float | None]
@@ -292,6 +309,70 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
             "portable_avx2": portability_label(best),
         })
     return rows
+
+
+# The configurations a user compares first (the README's table): label, trial kind, the values that select them
+# (a key the result lacks counts as its LABEL_DEFAULTS value; uniform sparsity and bits, never per-stage).
+RESNET18 = "b2-2-2-2_w64-128-256-512_relu_k3"
+_FPGM50 = {"pruner": "fpgm", "sparsity": 0.5, "stage_sparsity": None}
+HEADLINE: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("dense ResNet-18", "baseline", {}),
+    ("FPGM 50 %, one-shot", "prune", {**_FPGM50, "prune_schedule": "oneshot", "distill_weight": 0.0}),
+    ("FPGM 50 %, gradual", "prune", {**_FPGM50, "prune_schedule": "gradual", "distill_weight": 0.0}),
+    ("FPGM 50 %, distilled", "prune", {**_FPGM50, "prune_schedule": "oneshot", "distill_weight": 0.5}),
+    ("L1 50 %, one-shot", "prune", {"pruner": "l1", "sparsity": 0.5, "stage_sparsity": None,
+                                    "prune_schedule": "oneshot", "distill_weight": 0.0}),
+    ("QAT 8-bit from dense", "quant", {"algorithm": "qat", "bits": 8, "start": "dense", "stage_bits": None}),
+    ("LSQ 4-bit from FPGM 50 %", "quant", {"algorithm": "lsq", "bits": 4, "start": "pruned", "stage_bits": None}),
+    ("pipeline FPGM 50 % → QAT 8-bit", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": RESNET18,
+                                                     "stage_bits": None, "distill_weight": 0.0}),
+    ("pipeline, distilled", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": RESNET18,
+                                         "stage_bits": None, "distill_weight": 0.5}),
+)
+
+
+def _selected(result: dict[str, Any], kind: str, values: Mapping[str, Any]) -> bool:
+    return result.get("trial") == kind and all(result.get(k, LABEL_DEFAULTS.get(k)) == v for k, v in values.items())
+
+
+def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per HEADLINE configuration that was recorded: test accuracy, paired Δ and speed-ups as mean and
+    std over its seeds (n), the size ratio and whether its int8 file is right on AVX2-only x86. Where one label
+    matches several configurations (e.g. two int8 grids), the one recorded on the most seeds is shown."""
+    ok = [upgrade(r.result) for r in records if r.ok]
+    rows = []
+    for label, kind, values in HEADLINE:
+        groups: dict[tuple, dict[Any, dict[str, Any]]] = {}
+        for r in sorted(ok, key=lambda r: ranking(r, "")):
+            if _selected(r, kind, values):
+                groups.setdefault(configuration(r), {}).setdefault(r.get("seed"), r)  # a rerun is not a new seed
+        if not groups:
+            continue
+        group = list(max(groups.values(), key=len).values())
+        acc = _over_seeds(group, lambda r: read(r).test_acc)
+        delta = _over_seeds(group, lambda r: read_comparison(r)["delta_test_acc"]) if kind != "baseline" else None
+        speed = [(1.0, 0.0) if kind == "baseline" else
+                 _over_seeds(group, lambda r, b=b: read_comparison(r)[f"speedup_b{b}"]) for b in (1, 64)]
+        rows.append({"model": label, "seeds": len(group), "accuracy": acc[0], "accuracy_std": acc[1],
+                     "delta": delta and delta[0], "delta_std": delta and delta[1],
+                     "size_ratio": 1.0 if kind == "baseline" else read_comparison(group[0])["size_ratio"],
+                     "speedup_b1": speed[0][0], "speedup_b1_std": speed[0][1],
+                     "speedup_b64": speed[1][0], "speedup_b64_std": speed[1][1],
+                     "portable_avx2": portability_label(group[0])})
+    return rows
+
+
+def headline_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The headline rows as a markdown table (mean ± std over n seeds; n = 1 is one seed, no spread)."""
+    lines = ["| configuration | n (seeds) | test accuracy | Δ accuracy (paired) | size ratio | speed-up b1 "
+             "| speed-up b64 | int8 right on AVX2-only x86 |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['seeds']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
+            f"| {_fmt_pm(r['delta'], r['delta_std'], '+.2f', ' pt', 100)} | {_fmt(r['size_ratio'], '.3f')} "
+            f"| {_fmt_pm(r['speedup_b1'], r['speedup_b1_std'], '.2f', '×')} "
+            f"| {_fmt_pm(r['speedup_b64'], r['speedup_b64_std'], '.2f', '×')} | {r['portable_avx2']} |")
+    return lines
 
 
 # The steps of the combined pipeline: (label, the model whose accuracy and params it shows, whose latency it
@@ -486,6 +567,11 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
             f"| {_fmt_pm(r['speedup_b64'], r.get('speedup_b64_std'), '.2f', '×')} | {r['trials']} "
             f"| {r['portable_avx2']} |"
         )
+    headline = headline_rows(records)
+    if headline:
+        lines += ["", "## Headline configurations", "",
+                  "Mean ± std over seeds (n); Δ and speed-ups paired with each seed's own dense model.", "",
+                  *headline_markdown(headline)]
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
     for experiment in experiments:
         pipeline = [r for r in ok if r.experiment == experiment and r.result.get("trial") == "pipeline"]
@@ -623,7 +709,7 @@ def write_report(records: Sequence[TrialRecord], out_dir: Path,
     except OSError as err:
         raise ReportError(f"cannot write {path}: {err.strerror}") from err
     # The same data for scripts: the summary rows and every trial's full final result.
-    data = {"summary": summary_rows(records), "machines": machines(records),
+    data = {"summary": summary_rows(records), "headline": headline_rows(records), "machines": machines(records),
             "fronts": {e: f.summary() for e, f in found.items()},
             "trials": [{"experiment": r.experiment, "trial_id": r.trial_id, "status": r.status, "result": r.result}
                        for r in records]}

@@ -9,8 +9,8 @@ from tests.nnictl_utils import ROOT
 
 # A `-m` command with its first argument, as written in the README, config comments and docstrings.
 COMMAND = re.compile(r"python3? -m (common(?:\.\w+)+)(?: ([a-z][\w|-]*))?")
-DOCUMENTED = [*ROOT.glob("*.md"), *ROOT.glob("experiments/**/*.yml"), *ROOT.glob("common/**/*.py"),
-              *ROOT.glob("trials/*.py"), *ROOT.glob("tests/*.py")]
+DOCUMENTED = [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("experiments/**/*.yml"),
+              *ROOT.glob("common/**/*.py"), *ROOT.glob("trials/*.py"), *ROOT.glob("tests/*.py")]
 LIBRARY = sorted(p for p in (ROOT / "common").glob("*.py"))
 
 

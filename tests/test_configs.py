@@ -117,7 +117,8 @@ CPU_GRIDS = {  # what the issue asks each 2-core CPU experiment to search
     "baseline": {"seed": [0, 1]},
     "pruning": {"pruner": ["l1", "fpgm"], "sparsity": [0.3, 0.5, 0.7]},
     "quant": {"algorithm": ["ptq", "qat", "lsq", "dorefa"], "bits": [8, 4], "start": ["dense", "pruned"]},
-    "pipeline": {"pruner": ["fpgm"], "sparsity": [0.5], "algorithm": ["qat"], "bits": [8], "distill_weight": [0.5, 0.0]},
+    "pipeline": {"pruner": ["fpgm"], "sparsity": [0.5], "algorithm": ["qat"], "bits": [8],
+                 "distill_weight": [0.5, 0.0]},
 }
 
 

@@ -5,8 +5,11 @@
 1. run each configuration's trial (CONFIGS) twice, `--int8-scheme reduced` and `--int8-scheme full`, same seed,
    from the cached dense / pruned models, keeping each deployed file (`--keep-model`) and reading its final result;
 2. time every kept int8 file on ONNX Runtime and OpenVINO, interleaved in one process (b1 and b64, 1 thread);
-3. write `grid_cost.json` and `grid_cost.md` (the README's table): deployed test accuracy on both grids, the
+3. write `grid_cost.json` and `grid_cost.md` (docs/int8.md's table): deployed test accuracy on both grids, the
    difference, the emulated AVX2-only agreement of each file (`--portability-check avx2`), latency ratios.
+
+`--configs NAME ...` runs some configurations; their rows replace those in an existing grid_cost.json and the
+others' rows stay (each pair's latencies are interleaved within its own run, which is what the ratio needs).
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     common = ["--profile", args.profile, "--seed", str(args.seed), "--portability-check", "avx2",
               *(["--dataset", args.dataset] if args.dataset else [])]
     results, files = {}, {}
-    for i, name in enumerate(args.configs):
+    for name in args.configs:
+        i = list(CONFIGS).index(name)  # stable file names: a later run of other configs never overwrites these
         for grid in GRIDS:
             files[(name, grid)] = args.work / f"config{i}.{grid}.int8.onnx"
             results[(name, grid)] = run_trial([*CONFIGS[name], *common, "--int8-scheme", grid,
@@ -100,11 +104,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                      "delta_test_pt": None if grid == "full" else 100 * (res["test_acc"] - full),
                      "latency": {rt: {str(b): ms for b, ms in latency[f"{name}|{grid}|{rt}"].items()}
                                  for rt in ("ort", "openvino")}})
-    (args.out / "grid_cost.json").write_text(json.dumps({"command": " ".join(["python3 -m common.cli.grid_cost",
-                                                                              *(argv or sys.argv[1:])]),
-                                                         "rows": rows}, indent=1) + "\n")
+    command = " ".join(["python3 -m common.cli.grid_cost", *(argv or sys.argv[1:])])
+    rows, commands = _merged(args.out / "grid_cost.json", rows, command)
+    (args.out / "grid_cost.json").write_text(json.dumps({"commands": commands, "rows": rows}, indent=1) + "\n")
     (args.out / "grid_cost.md").write_text(table(rows) + "\n")
     print(table(rows))
+
+
+def _merged(path: Path, rows: list[dict[str, Any]], command: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The new rows in CONFIGS order, with the rows of configurations this run did not repeat kept from `path`."""
+    old = json.loads(path.read_text()) if path.exists() else {}
+    commands = old.get("commands") or ([old["command"]] if "command" in old else [])
+    ran = {r["config"] for r in rows}
+    merged = [r for r in old.get("rows", []) if r["config"] not in ran and r["config"] in CONFIGS] + rows
+    order = list(CONFIGS)
+    return sorted(merged, key=lambda r: (order.index(r["config"]), GRIDS.index(r["grid"]))), [*commands, command]
 
 
 def _input_shape(files: dict[tuple[str, str], Path]) -> tuple[int, ...]:

@@ -4,6 +4,9 @@ early stopping only where trials compete.
 
 `nnictl create` only finds a bad classArg when the dispatcher starts (the experiment then ends in ERROR),
 so the built-in algorithms' own argument validators are run here.
+
+The configs are generated from one definition (common/configs.py); the last tests keep the committed files
+exactly what `python3 -m common.cli.configs render --write` makes of it.
 """
 
 import importlib.util
@@ -19,6 +22,8 @@ import yaml
 from nni.experiment.config import ExperimentConfig
 from nni.tools.package_utils.tuner_factory import create_validator_instance
 
+from common import configs
+from common.cli import configs as configs_cli
 from tests.nnictl_utils import ROOT
 
 CONFIGS = sorted((ROOT / "experiments").glob("*/config*.yml"))
@@ -133,3 +138,42 @@ def test_cpu_configs_run_real_images_one_trial_at_a_time(name):
     else:
         assert grid == CPU_GRIDS[name] and raw["tuner"]["name"] == "GridSearch"
         assert raw["maxTrialNumber"] == len(list(itertools.product(*grid.values())))  # each point once
+
+
+# ------------------------------------------------------------------ generated from one definition (common/configs.py)
+
+RENDERED = {ROOT / "experiments" / c.path: c for c in configs.CONFIGS}
+REGENERATE = "regenerate: python3 -m common.cli.configs render --write"
+
+
+def test_the_definition_renders_exactly_the_committed_configs():
+    assert len(RENDERED) == len(configs.CONFIGS), "two variants render to one file"
+    unknown, unwritten = sorted(set(CONFIGS) - set(RENDERED)), sorted(set(RENDERED) - set(CONFIGS))
+    assert not unknown, f"configs that common/configs.py does not define (add them there or delete them): {unknown}"
+    assert not unwritten, f"configs that `render --write` would add: {unwritten} ({REGENERATE}, then commit them)"
+    assert set(configs.HEADERS) == {c.path for c in configs.CONFIGS}  # no prose left over for a removed file
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_committed_config_is_the_rendered_one(path: Path):
+    text = configs.render(RENDERED[path])  # a KeyError: a config the definition does not know
+    assert path.read_text(encoding="utf-8") == text, REGENERATE
+    # Its prose says it is generated and how to run this very file (a copied header would name another).
+    assert text.startswith(configs.GENERATED) and f"nnictl create --config experiments/{RENDERED[path].path} " in text
+
+
+def test_render_write_writes_every_config_and_names_the_ones_it_does_not_know(tmp_path: Path, capsys):
+    stray = tmp_path / "pruning" / "config.old.yml"
+    stray.parent.mkdir()
+    stray.write_text("experimentName: old\n")
+    assert configs_cli.write(tmp_path) == 1  # the stray file is reported, not deleted
+    assert "pruning/config.old.yml is not in common/configs.py" in capsys.readouterr().err
+    for config in configs.CONFIGS:
+        assert (tmp_path / config.path).read_text(encoding="utf-8") == configs.render(config)
+    stray.unlink()
+    assert configs_cli.write(tmp_path) == 0 and "wrote" not in capsys.readouterr().out  # nothing left to write
+
+
+def test_render_prints_one_config_by_name(capsys):
+    assert configs_cli.main(["render", "experiments/pipeline/config.cpu.yml"]) == 0
+    assert capsys.readouterr().out == (ROOT / "experiments/pipeline/config.cpu.yml").read_text(encoding="utf-8")

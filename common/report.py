@@ -27,17 +27,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import sqlite3
 import statistics
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from common.front import Front, front
 from common.pareto import non_dominated
 from common.record import SIZE_KINDS, Latency, Measurement, ranking, read, read_comparison, upgrade
+
+if TYPE_CHECKING:
+    from nni.experiment import Experiment
 
 # Which trial script produced a result, as echoed in its `trial` key, and its row in the table.
 STAGES: tuple[tuple[str, str], ...] = (
@@ -138,18 +144,71 @@ def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[Tria
         finals = {t: _parse_metric(d) for t, d in con.execute(query)}
     finally:
         con.close()
-    records = []
-    for t, s in sorted(status.items()):
-        result = finals.get(t) if isinstance(finals.get(t), dict) else None
-        # Why a trial ended without a result: NNI 3.0 writes trial.log under environments/<env>/trials/<id>/.
-        fallback = sorted(db.parents[1].glob(f"**/trials/{t}/trial.log"))
-        tail = "" if s == "SUCCEEDED" and result else last_log_line(log_dirs.get(t), fallback)
-        if s in ("RUNNING", "WAITING") and tail.startswith("TRIAL FAILED"):  # killed by `nnictl stop`: no event
-            s = "FAILED"
-        if t in finals and result is None:
-            tail = f"reported {finals[t]!r}, not a result of this suite (an experiment of another kind?)"
-        records.append(TrialRecord(exp_id, t, s, result, params.get(t), tail))
-    return records
+    # Why a trial ended without a result: NNI 3.0 writes trial.log under environments/<env>/trials/<id>/.
+    return [_trial_record(exp_id, t, s, finals.get(t), params.get(t), log_dirs.get(t),
+                         sorted(db.parents[1].glob(f"**/trials/{t}/trial.log")))
+            for t, s in sorted(status.items())]
+
+
+def _trial_record(exp_id: str, trial_id: str, status: str, final: Any, parameters: dict[str, Any] | None,
+                 log_dir: str | None, fallback: Iterable[Path] = ()) -> TrialRecord:
+    """One trial as every reader returns it, from what NNI keeps of it: its last status, final result, the
+    parameters NNI lists and its trial folder (for the last line of trial.log when it has no result)."""
+    result = final if isinstance(final, dict) else None
+    tail = "" if status == "SUCCEEDED" and result else last_log_line(log_dir, fallback)
+    if status in ("RUNNING", "WAITING") and tail.startswith("TRIAL FAILED"):  # killed by `nnictl stop`: no event
+        status = "FAILED"
+    if final is not None and result is None:
+        tail = f"reported {final!r}, not a result of this suite (an experiment of another kind?)"
+    return TrialRecord(exp_id, trial_id, status, result, parameters, tail)
+
+
+@contextlib.contextmanager
+def _quiet_nni() -> Iterator[None]:
+    # nni.experiment logs each connection (INFO) and each failed request (ERROR) to stdout, where the commands
+    # print their result; a failure reaches the user once, as a ReportError.
+    log = logging.getLogger("nni.experiment")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _connect(port: int) -> Experiment:
+    from nni.experiment import Experiment  # here: its import takes a second, and only this reader needs it
+
+    try:
+        with _quiet_nni():
+            # connect() only attaches: it starts nothing and, unlike run() or view(), stops nothing at exit.
+            return Experiment.connect(port)
+    except psutil.Error:
+        # connect() also looks up the manager's process, which only stop() needs; a manager in another
+        # container or behind a forwarded port has no process here, and reading needs only its REST API.
+        exp = Experiment(None)
+        exp.port = port
+        with _quiet_nni():
+            exp.id = exp.get_experiment_profile()["id"]
+        return exp
+
+
+def load_manager(port: int, exp_id: str | None = None) -> list[TrialRecord]:
+    """All trials of the experiment that the running NNI manager on `port` serves (ReportError if none answers
+    there, or it serves another experiment than `exp_id`), through `nni.experiment`."""
+    try:
+        exp = _connect(port)
+        if exp_id is not None and exp.id != exp_id:
+            raise ReportError(f"port {port} serves experiment {exp.id}, not {exp_id}")
+        with _quiet_nni():
+            jobs = exp.list_trial_jobs()
+    # requests' errors are OSErrors, its JSON errors ValueErrors; a reply of another shape, Key/Type/AttributeError.
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, psutil.Error) as err:
+        raise ReportError(f"no NNI manager answers on port {port} ({type(err).__name__}: {err})") from None
+    # A job's last final result and parameters, as load_experiment keeps the last of each from the database.
+    return [_trial_record(exp.id, j.trialJobId, j.status, j.finalMetricData[-1].data if j.finalMetricData else None,
+                         j.hyperParameters[-1].parameters if j.hyperParameters else None, j.logPath or None)
+            for j in sorted(jobs, key=lambda j: j.trialJobId)]
 
 
 def experiment_config(exp_id: str, registry_path: Path | None = None) -> dict[str, Any]:
@@ -179,9 +238,10 @@ def load_export(path: Path) -> list[TrialRecord]:
     try:
         rows = json.loads(path.read_text())
         return [TrialRecord(path.stem, r["trialJobId"], "SUCCEEDED",
-                            _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"])
+                            _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"],
+                            r.get("parameter"))
                 for r in rows]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ReportError(f"{path} is not an `nnictl experiment export --type json` file "
                           f"({type(err).__name__}: {err})") from None
 

@@ -242,6 +242,77 @@ def test_export_by_experiment_id_reads_nnis_database(tmp_path):
     assert json.loads((tmp_path / "best.trial.json").read_text())["trial_id"] == "bbbbb"
 
 
+def fake_manager(monkeypatch, tmp_path, exp_id="abcd1234", pid=None):
+    """An NNI 3.0 manager's REST API, as nni.experiment reads it (`rest.get`): the trials of fake_registry, the
+    FAILED one with a trial.log; the real Experiment.connect and list_trial_jobs parse the replies."""
+    import os
+
+    from nni.experiment import rest
+
+    rows = nnictl_export_rows() + [{"parameter": BEST, "value": json.dumps(result(BEST, 0.99)), "trialJobId": "fffff"}]
+    log_dir = tmp_path / "trials" / "fffff"
+    log_dir.mkdir(parents=True)
+    (log_dir / "trial.log").write_text("TRIAL FAILED: RuntimeError: out of memory\n")
+    jobs = [{"trialJobId": r["trialJobId"], "status": "FAILED" if r["trialJobId"] == "fffff" else "SUCCEEDED",
+             "startTime": 10 * t, "sequenceId": t, "logPath": str(tmp_path / "trials" / r["trialJobId"]),
+             "hyperParameters": [json.dumps({"parameter_id": t, "parameter_source": "algorithm",
+                                             "parameters": r["parameter"], "parameter_index": 0})],
+             "finalMetricData": [{"timestamp": 10 * t + 2, "trialJobId": r["trialJobId"], "parameterId": str(t),
+                                  "type": "FINAL", "sequence": 0, "data": json.dumps(r["value"])}]}
+            for t, r in enumerate(rows)][::-1]  # the manager's order is not the trial ids'
+    replies = {"/experiment": {"id": exp_id}, "/check-status": {"status": "RUNNING"},
+               "/experiments-info": [{"id": exp_id, "pid": os.getpid() if pid is None else pid}], "/trial-jobs": jobs}
+    asked = []
+
+    def get(port, api, prefix=None):
+        asked.append((port, api))
+        return replies[api]
+
+    monkeypatch.setattr(rest, "get", get)
+    return asked
+
+
+def test_export_from_a_running_manager_reads_it_through_nni_experiment(tmp_path, monkeypatch, capsys, caplog):
+    asked = fake_manager(monkeypatch, tmp_path)
+    out = tmp_path / "best.json"
+    assert nas_cli.main(["export", "abcd1234", "--port", "8123", "--out", str(out)]) == 0
+    assert (8123, "/trial-jobs") in asked and {port for port, _ in asked} == {8123}
+    assert json.loads(out.read_text()) == arch_dict(BEST)  # the echoed candidate, not NNI's listing (BIG)
+    details = json.loads((tmp_path / "best.trial.json").read_text())
+    assert details["trial_id"] == "bbbbb" and details["source"] == "abcd1234@:8123"  # not fffff: it FAILED
+    assert "NNI lists trial bbbbb with parameters" in capsys.readouterr().err
+    # nni.experiment logs to stdout, where the command prints its result: it is kept quiet there.
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("nni")]
+
+
+def test_the_manager_and_the_database_give_the_same_trials(tmp_path, monkeypatch):
+    """One trial reader, two sources: what a running manager lists is what its database holds."""
+    from common.report import load_experiment, load_manager
+
+    registry, exp_id = fake_registry(tmp_path)
+    fake_manager(monkeypatch, tmp_path, exp_id)
+    live, stored = load_manager(8123, exp_id), load_experiment(exp_id, registry)
+    assert [r.trial_id for r in live] == ["aaaaa", "bbbbb", "ccccc", "fffff"]
+    assert [(r.trial_id, r.status, r.result, r.parameters) for r in live] == \
+        [(r.trial_id, r.status, r.result, r.parameters) for r in stored]
+    assert live[-1].last_log_line == "TRIAL FAILED: RuntimeError: out of memory"
+    assert nas_cli.records_from_manager(exp_id, 8123) == nas_cli.records_from_db(exp_id, registry)
+
+
+def test_a_manager_whose_process_is_elsewhere_is_still_read(tmp_path, monkeypatch):
+    # A forwarded port or another container: the pid the manager reports is no process of this machine.
+    fake_manager(monkeypatch, tmp_path, pid=2**31 - 1)
+    assert [r["trial_id"] for r in nas_cli.records_from_manager("abcd1234", 8123)] == ["aaaaa", "bbbbb", "ccccc"]
+
+
+def test_a_manager_of_another_experiment_is_refused(tmp_path, monkeypatch, capsys):
+    fake_manager(monkeypatch, tmp_path, exp_id="other999")
+    assert nas_cli.main(["export", "abcd1234", "--port", "8123", "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert "port 8123 serves experiment other999, not abcd1234" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_export_errors_are_clear(tmp_path, capsys):
     registry, _ = fake_registry(tmp_path)
     out = str(tmp_path / "x.json")

@@ -4,24 +4,22 @@
     python3 -m common.cli.nas export <experiment-id> --out best_arch.json [--port 8080]
     python3 -m common.cli.nas export --from-export nnictl-export.json --out best_arch.json
 
-The export reads a running or stopped experiment from its own database (through common/report.py),
-or its live manager (--port), or an `nnictl experiment export` file, and ranks trials by the
-experiment's objective using the parameters each trial echoed in its final result.
+The export reads trials as the report does (common/report.py, the one trial reader; its docstring says what
+reads NNI's files and why): a running or stopped experiment from its own database, a running manager through
+nni.experiment (--port), or an `nnictl experiment export` file. It ranks the trials that SUCCEEDED by the
+experiment's objective, using the parameters each trial echoed in its final result.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from common.nas import ExportError, candidate_table, export_best, render_search_space, result_record
-from common.report import ReportError, TrialRecord, failure_listing, load_experiment, load_export
+from common.report import ReportError, TrialRecord, failure_listing, load_experiment, load_export, load_manager
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where the experiments' configs read each search space (`searchSpaceFile`).
@@ -34,53 +32,41 @@ SEARCH_SPACE_FILES: dict[str, Path] = {
 # ----------------------------------------------------------------------------------------- result readers
 
 
-def _from_report(trials: Iterable[TrialRecord]) -> list[dict[str, Any]]:
-    # SUCCEEDED trials with a final result; NNI's own parameter listing is not kept (it can be wrong).
-    return [result_record(t.trial_id, t.result) for t in trials if t.ok]
+def export_records(trials: Sequence[TrialRecord], source: str) -> list[dict[str, Any]]:
+    """The trials that SUCCEEDED with a final result, as select_best takes them (NNI's parameter listing rides
+    along only to point out its mis-pairing); if trials ran but none has one, ExportError says why."""
+    records = [result_record(t.trial_id, t.result, t.parameters) for t in trials if t.ok]
+    if trials and not records:  # every trial's parameters and the last line of its trial.log
+        raise ExportError(f"no trial of {source} has a result of this suite yet; its {len(trials)} trial(s):\n"
+                          f"{failure_listing(trials)}")
+    return records
 
 
 def records_from_export(path: str | Path) -> list[dict[str, Any]]:
     """Final results from `nnictl experiment export <id> --type json --filename FILE`."""
     try:
-        trials = load_export(Path(path))
-        shown = {r["trialJobId"]: r.get("parameter") for r in json.loads(Path(path).read_text())}
-        return [{**r, "parameter": shown.get(r["trial_id"])} for r in _from_report(trials)]
+        return export_records(load_export(Path(path)), str(path))
     except ReportError as err:
         raise ExportError(str(err)) from None
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-        raise ExportError(f"{path} is not an `nnictl experiment export --type json` file ({err!r})") from err
 
 
 def records_from_db(experiment_id: str, registry: str | Path | None = None) -> list[dict[str, Any]]:
-    """Final results of a running or stopped experiment, read from its own database (common/report.py)."""
+    """Final results of a running or stopped experiment, read from its own database."""
     try:
         trials = load_experiment(experiment_id, Path(registry) if registry else None)
     except ReportError as err:
         raise ExportError(f"{err}; or pass --port of its running manager") from None
-    records = _from_report(trials)
-    if trials and not records:  # say why: every trial's parameters and the last line of its trial.log
-        raise ExportError(f"no trial of {experiment_id} has a result of this suite yet; its {len(trials)} trial(s):\n"
-                          f"{failure_listing(trials)}")
-    return records
+    return export_records(trials, experiment_id)
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=20) as r:
-        return json.loads(r.read())
-
-
-def records_from_rest(experiment_id: str, port: int, host: str = "127.0.0.1") -> list[dict[str, Any]]:
-    """Final results from a running NNI manager, after checking it serves `experiment_id`."""
-    base = f"http://{host}:{port}/api/v1/nni"
+def records_from_manager(experiment_id: str, port: int) -> list[dict[str, Any]]:
+    """Final results from the running NNI manager on `port`, after checking it serves `experiment_id`."""
     try:
-        served = _get_json(f"{base}/experiment")["id"]
-    except (urllib.error.URLError, OSError, KeyError, json.JSONDecodeError) as err:
-        raise ExportError(f"no NNI manager answers on port {port} ({err}); is experiment {experiment_id} running "
-                          f"there? Omit --port to read it from its database") from err
-    if served != experiment_id:
-        raise ExportError(f"port {port} serves experiment {served}, not {experiment_id}")
-    return [result_record(r.get("trialJobId"), r["value"], r.get("parameter"))
-            for r in _get_json(f"{base}/export-data")]
+        trials = load_manager(port, experiment_id)
+    except ReportError as err:
+        raise ExportError(f"{err}; is experiment {experiment_id} running there? Omit --port to read it from its "
+                          "database") from None
+    return export_records(trials, experiment_id)
 
 
 # -------------------------------------------------------------------------------------------------- main
@@ -98,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--out", default="results/nas/best_arch.json",
                    help="architecture JSON to write (details go to <stem>.trial.json); the default is the file "
                         "experiments/pipeline/config.yml reads")
-    e.add_argument("--port", type=int, default=None, help="read from the running manager on this port")
+    e.add_argument("--port", type=int, default=None,
+                   help="read from the running manager on this port (through nni.experiment), for one whose files "
+                        "are not on this machine; by default the experiment's database is read")
     e.add_argument("--registry", default=None, help="nnictl registry (default ~/nni-experiments/.experiment)")
     e.add_argument("--from-export", default=None, help="`nnictl experiment export --type json` file instead of an id")
     e.add_argument("--metric", default="default", help="final-result key to rank by (default: the objective)")
@@ -123,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not args.experiment_id:
             p.error("give an experiment id (or --from-export FILE)")
         elif args.port is not None:
-            records, source = records_from_rest(args.experiment_id, args.port), f"{args.experiment_id}@:{args.port}"
+            records, source = records_from_manager(args.experiment_id, args.port), f"{args.experiment_id}@:{args.port}"
         else:
             records, source = records_from_db(args.experiment_id, args.registry), args.experiment_id
         details = export_best(records, args.out, args.metric, args.mode, source)

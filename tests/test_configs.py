@@ -119,7 +119,7 @@ def _echoed(args, key: str):
 
 
 CPU_GRIDS = {  # what the issue asks each 2-core CPU experiment to search
-    "baseline": {"seed": [0, 1]},
+    "baseline": {"seed": [0, 1, 2]},
     "pruning": {"pruner": ["l1", "fpgm"], "sparsity": [0.3, 0.5, 0.7]},
     "quant": {"algorithm": ["ptq", "qat", "lsq", "dorefa"], "bits": [8, 4], "start": ["dense", "pruned"]},
     "pipeline": {"pruner": ["fpgm"], "sparsity": [0.5], "algorithm": ["qat"], "bits": [8],

@@ -53,10 +53,11 @@ def headline(arg: str | None) -> list[str]:
 
 def summary(arg: str | None) -> list[str]:
     lines = _source(arg, "report.md").read_text().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("CPU: ")), None)
+    start = next((i for i, line in enumerate(lines) if line.startswith("CPU: ")),  # older records name no CPU
+                 next((i for i, line in enumerate(lines) if line.startswith("Accuracy is top-1")), None))
     table = next((i for i, line in enumerate(lines) if line.startswith("| model |")), None)
     if start is None or table is None:
-        raise DocsError(f"{arg}/report.md has no CPU line or summary table: rebuild it with common.cli.report")
+        raise DocsError(f"{arg}/report.md has no summary table: rebuild it with common.cli.report")
     end = next((i for i in range(table, len(lines)) if not lines[i].startswith("|")), len(lines))
     return [line for line in lines[start:end] if not line.startswith("**These trials ran")] + \
         ["", f"From `{arg}/report.md`."]

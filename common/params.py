@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 Check = Callable[[argparse.Namespace], None]  # raises ValueError naming the flag
@@ -31,6 +31,23 @@ def run_checks(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def resolve(parser: argparse.ArgumentParser, values: dict[str, Any], profile: Any) -> None:
     for resolver in parser.__dict__.get("param_resolvers", []):
         resolver(values, profile)
+
+
+def flatten_nested_choices(tuned: Mapping[str, Any]) -> dict[str, Any]:
+    """NNI's nested choice (`{"_type": "choice", "_value": [{"_name": "gradual", "prune_schedule": "gradual"}, ...]}`)
+    arrives as `{key: {"_name": ..., <parameters>}}`: its parameters become flags like any other, so a grid can list
+    the configurations it wants instead of a product; `key` itself names no flag. ValueError when a parameter is set
+    twice."""
+    out = {k: v for k, v in tuned.items() if not (isinstance(v, Mapping) and "_name" in v)}
+    for key, chosen in tuned.items():
+        if key in out:
+            continue
+        inner = flatten_nested_choices({k: v for k, v in chosen.items() if k != "_name"})
+        twice = sorted(set(inner) & set(out))
+        if twice:
+            raise ValueError(f"search space parameter {key}={chosen['_name']!r} sets {', '.join(twice)} again")
+        out |= inner
+    return out
 
 
 def is_int(v: Any) -> bool:

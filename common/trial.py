@@ -1,5 +1,6 @@
-"""What every trial script shares: parameters, the session (device, data, cache, resolved recipes),
-measurement, and the final report to NNI. The cached stages themselves are in common/stages.py.
+"""What every trial script shares: parameters, the session (the data loaded, the cache opened) and the one
+`StageContext` built from it (common/context.py) that the stages and every measurement take, and the final
+report to NNI. The cached stages themselves are in common/stages.py.
 
 Parameters follow torchvision's references + NNI's `merge_parameter`: the argparse defaults are the
 single source of truth, the tuner's values override them, and a key the script does not know
@@ -14,7 +15,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,12 +24,12 @@ from torch import nn
 
 from common import cpu, nni_compat, params, stagewise
 from common.cache import ArtifactCache, default_home
+from common.context import StageContext
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
 from common.metrics import LatencySetting, contention, measure_latency, size_measurement
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
 from common.record import LATENCY_BATCHES, Latency, Measurement, comparison_keys, result_keys
-from common.stages import StageInputs, TrainingInputs
 from common.train import TrainConfig, evaluate, seed_everything
 
 
@@ -104,6 +105,7 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     args = parser.parse_args(argv)
     tuned = nni.get_next_parameter() if in_nni_trial() else None
     if tuned:
+        tuned = params.flatten_nested_choices(tuned)  # a nested choice's parameters are flags too
         tuned = stagewise.fold_tuner_parameters(tuned)  # stage{k}_* keys -> the --stage-* flags' values
         try:
             merge_parameter(args, tuned)  # raises ValueError on keys the script does not define
@@ -198,9 +200,10 @@ def finetune_config(args: argparse.Namespace, profile: Profile, qat: bool = Fals
     return cfg if finetune_epochs is None else replace(cfg, epochs=finetune_epochs)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
-    """Everything a trial needs, resolved once from its parameters."""
+    """What a trial loaded and opened from its parameters: the data, its loaders and the artifact cache.
+    Only `stage_context` reads it: the stages and the measurements take the `StageContext` it builds."""
 
     args: argparse.Namespace
     profile: Profile
@@ -208,16 +211,6 @@ class Session:
     splits: ImageSplits
     loaders: dict[str, TensorLoader]
     cache: ArtifactCache
-    last_contention: dict[str, Any] = field(default_factory=dict)  # of the last latency measurement
-
-    @property
-    def in_channels(self) -> int:
-        """Channels of the data's images (3 for CIFAR-10, 1 for Fashion-MNIST): every model is built for them."""
-        return int(self.splits.train_images.shape[1])
-
-    @property
-    def example_input(self) -> torch.Tensor:
-        return torch.randn(1, *self.splits.train_images.shape[1:])
 
     def data_key(self) -> dict[str, Any]:
         """What identifies the loaded data and how it is batched, in every cached stage's key."""
@@ -236,37 +229,6 @@ class Session:
 
     def finetune_config(self, qat: bool = False) -> TrainConfig:
         return finetune_config(self.args, self.profile, qat)
-
-    def accuracy(self, model: nn.Module) -> dict[str, float]:
-        return {
-            "val_acc": evaluate(model, self.loaders["val"], device=self.device)["accuracy"],
-            "test_acc": evaluate(model, self.loaders["test"], device=self.device)["accuracy"],
-        }
-
-    def latency(self, models: dict[str, nn.Module]) -> dict[str, Latency]:
-        """Median ms per batch of each model in eager torch on the session's device, measured interleaved."""
-        setting = self.latency_setting()
-        threads = setting.threads if self.device.type == "cpu" else None
-        ms = measure_latency(models, LATENCY_BATCHES, input_shape=tuple(self.splits.train_images.shape[1:]),
-                             threads=threads, warmup=setting.warmup, repeats=setting.repeats, device=self.device)
-        self.last_contention = contention(threads)
-        return {name: Latency(per, str(self.device), "torch fp32", threads) for name, per in ms.items()}
-
-    def describe(self, model: nn.Module) -> Measurement:
-        """Size of a model: parameters, FLOPs of one image, bytes of its saved fp32 state dict."""
-        return size_measurement(model, tuple(self.splits.train_images.shape[1:]))
-
-    def latency_setting(self) -> LatencySetting:
-        return LatencySetting(self.args.latency_threads, self.profile.latency_warmup, self.profile.latency_repeats)
-
-    def measure(self, models: dict[str, nn.Module],
-                known_accuracy: dict[str, dict[str, float]] | None = None) -> dict[str, Measurement]:
-        """Accuracy, size and eager-torch latency of each model (latencies interleaved in one call);
-        `known_accuracy` supplies accuracies already measured (e.g. a reference measured once)."""
-        known = known_accuracy or {}
-        latency = self.latency(models)
-        return {name: replace(self.describe(m), **(known.get(name) or self.accuracy(m)), latency=latency[name])
-                for name, m in models.items()}
 
 
 def start_session(args: argparse.Namespace, profile: Profile | None = None) -> Session:
@@ -287,26 +249,25 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     return Session(args, profile, device, splits, loaders, cache)
 
 
-def training_inputs(session: Session) -> TrainingInputs:
-    return TrainingInputs(loaders=session.loaders, device=session.device, cache=session.cache,
-                          data_key=session.data_key(), num_classes=session.splits.num_classes,
-                          image_shape=tuple(session.splits.train_images.shape[1:]), seed=session.args.seed,
-                          train=session.profile.train, finetune=session.finetune_config(),
-                          on_epoch_end=report_intermediate)
+def stage_context(session: Session) -> StageContext:
+    """The one value the stages and the measurements take, from what the trial loaded and its parameters."""
+    s = session
+    return StageContext(loaders=s.loaders, labels={"val": s.splits.val_labels, "test": s.splits.test_labels},
+                        device=s.device, cache=s.cache, data_key=s.data_key(), num_classes=s.splits.num_classes,
+                        image_shape=tuple(s.splits.train_images.shape[1:]), seed=s.args.seed,
+                        train=s.profile.train, finetune=s.finetune_config(), qat=s.finetune_config(qat=True),
+                        latency=LatencySetting(s.args.latency_threads, s.profile.latency_warmup,
+                                               s.profile.latency_repeats),
+                        on_epoch_end=report_intermediate)
 
 
-def stage_inputs(session: Session) -> StageInputs:
-    return StageInputs(loaders=session.loaders,
-                       labels={"val": session.splits.val_labels, "test": session.splits.test_labels},
-                       device=session.device, example_input=session.example_input,
-                       latency=session.latency_setting(), qat=session.finetune_config(qat=True),
-                       on_epoch_end=report_intermediate)
+# Deprecated names of stage_context, for common/cli/bench.py until it calls stage_context; remove then.
+training_inputs = stage_inputs = stage_context
 
 
-def deployment_options(session: Session) -> dict[str, Any]:
+def deployment_options(args: argparse.Namespace) -> dict[str, Any]:
     """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the
-    agreement gate defaults to the profile's, and the value used is echoed."""
-    args = session.args  # defaults resolved from the profile when parsed (common.trial.parse_params)
+    agreement gate defaults to the profile's (resolved by parse_params), and the value used is echoed."""
     return {"int8_scheme": args.int8_scheme, "runtime": args.runtime, "min_agreement": args.min_agreement,
             "keep_model": getattr(args, "keep_model", None), "portability_check": args.portability_check,
             "portability_images": args.portability_images}
@@ -320,12 +281,42 @@ def report_intermediate(epoch: int, metrics: dict[str, float]) -> None:
         nni.report_intermediate_result(float(value))
 
 
-def compression_metrics(session: Session, model: nn.Module, dense: nn.Module,
+def accuracy(ctx: StageContext, model: nn.Module) -> dict[str, float]:
+    return {
+        "val_acc": evaluate(model, ctx.loaders["val"], device=ctx.device)["accuracy"],
+        "test_acc": evaluate(model, ctx.loaders["test"], device=ctx.device)["accuracy"],
+    }
+
+
+def eager_latency(ctx: StageContext, models: dict[str, nn.Module]) -> tuple[dict[str, Latency], dict[str, Any]]:
+    """Median ms per batch of each model in eager torch on the context's device, measured interleaved, and how
+    busy the machine was meanwhile (common.metrics.contention, taken right after)."""
+    setting = ctx.latency
+    threads = setting.threads if ctx.device.type == "cpu" else None
+    ms = measure_latency(models, LATENCY_BATCHES, input_shape=ctx.image_shape, threads=threads,
+                         warmup=setting.warmup, repeats=setting.repeats, device=ctx.device)
+    load = contention(threads)
+    return {name: Latency(per, str(ctx.device), "torch fp32", threads) for name, per in ms.items()}, load
+
+
+def measure(ctx: StageContext, models: dict[str, nn.Module], known_accuracy: dict[str, dict[str, float]] | None = None
+            ) -> tuple[dict[str, Measurement], dict[str, Any]]:
+    """Accuracy, size (params, FLOPs, state-dict bytes) and eager-torch latency of each model (latencies
+    interleaved in one call), and the machine's load while timing; `known_accuracy` supplies accuracies
+    already measured (e.g. a reference measured once)."""
+    known = known_accuracy or {}
+    latency, load = eager_latency(ctx, models)
+    measured = {name: replace(size_measurement(m, ctx.image_shape), **(known.get(name) or accuracy(ctx, m)),
+                              latency=latency[name]) for name, m in models.items()}
+    return measured, load
+
+
+def compression_metrics(ctx: StageContext, model: nn.Module, dense: nn.Module,
                         dense_acc: dict[str, float] | None = None) -> dict[str, Any]:
     """Accuracy, size and latency of `model` next to the dense model it came from (same run, interleaved)."""
-    m = session.measure({"model": model, "dense": dense}, {"dense": dense_acc} if dense_acc else None)
+    m, load = measure(ctx, {"model": model, "dense": dense}, {"dense": dense_acc} if dense_acc else None)
     return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"]),
-            **session.last_contention}
+            **load}
 
 
 TRIAL_KINDS = ("baseline", "prune", "quant", "nas", "pipeline")

@@ -47,9 +47,18 @@ def test_tuner_int_becomes_float(tuner):
     assert power == 2.0 and isinstance(power, float)
 
 
+def test_a_nested_choice_sets_the_flags_it_names(tuner):
+    tuner({"variant": {"_name": "fpgm-gradual", "pruner": "fpgm", "prune_schedule": "gradual"}, "seed": 2})
+    args = trial.parse_params(prune_parser(), ["--pruner", "l1"])
+    assert (args.pruner, args.prune_schedule, args.seed) == ("fpgm", "gradual", 2)
+    assert "variant" not in vars(args)
+
+
 @pytest.mark.parametrize(
     "params, match",
-    [({"sparsty": 0.5}, "sparsty"), ({"pruner": "l0"}, "valid"), ({"pruner": 3}, "type")],
+    [({"sparsty": 0.5}, "sparsty"),
+     ({"variant": {"_name": "x", "seed": 1}, "seed": 2}, "variant='x' sets seed again"),
+     ({"variant": {"_name": "x", "sparsty": 0.5}}, "sparsty"), ({"pruner": "l0"}, "valid"), ({"pruner": 3}, "type")],
 )
 def test_bad_search_space_fails_loudly(tuner, params, match):
     tuner(params)
@@ -124,7 +133,8 @@ def test_compression_metrics_agree_with_each_other(tmp_path):
     torch.manual_seed(0)
     n = session.splits.num_classes
     dense, small = build_model(SMALL, n).eval(), build_model(TINY, n).eval()
-    m = trial.compression_metrics(session, small, dense, dense_acc={"val_acc": 0.5, "test_acc": 0.25})
+    m = trial.compression_metrics(trial.stage_context(session), small, dense,
+                                  dense_acc={"val_acc": 0.5, "test_acc": 0.25})
     assert m["accuracy"] == m["test_acc"] and m["dense_val_acc"] == 0.5 and m["dense_test_acc"] == 0.25
     assert m["delta_test_acc"] == pytest.approx(m["test_acc"] - 0.25)
     assert m["params_ratio"] == pytest.approx(count_params(small) / count_params(dense)) and m["params_ratio"] < 1
@@ -152,9 +162,9 @@ def test_baseline_trial_on_cifar_format_files(fake_cifar_dir, tmp_path, capsys):
         "--dataset", "cifar10", "--data-dir", str(fake_cifar_dir.root), "--cache-dir", str(tmp_path / "cache")])
     session = trial.start_session(args)
     assert len(session.splits.test_labels) == 30 and session.splits.classes[0] == "airplane"
-    model, info = stages.dense_stage(trial.training_inputs(session), "resnet18")
+    model, info = stages.dense_stage(trial.stage_context(session), "resnet18")
     assert len(info["history"]["train_loss"]) == get_profile("smoke").train.epochs
-    again, _ = stages.dense_stage(trial.training_inputs(session), "resnet18")  # from the cache, same weights
+    again, _ = stages.dense_stage(trial.stage_context(session), "resnet18")  # from the cache, same weights
     assert all((a == b).all() for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
     assert "loaded from cache" in capsys.readouterr().out
 
@@ -205,7 +215,7 @@ def test_changed_or_other_images_never_share_a_cached_model(fake_imagefolder_dir
 
     first, again, changed = session(root), session(root), session(other)
     assert first.splits.classes == changed.splits.classes and first.splits.num_classes == changed.splits.num_classes
-    first, again, changed = (trial.training_inputs(s) for s in (first, again, changed))
+    first, again, changed = (trial.stage_context(s) for s in (first, again, changed))
     assert stages.dense_key(first, TINY) == stages.dense_key(again, TINY)  # same files: the same entry
     assert stages.dense_key(first, TINY) != stages.dense_key(changed, TINY)
     for inputs in (first, again, changed):
@@ -219,18 +229,22 @@ def test_a_cached_pruned_model_is_the_same_whichever_process_built_it(tmp_path):
     key, so the same weights (the loader's epoch counter must not carry over from dense training). The stages
     are called on plain values, without a session."""
     from common.cache import ArtifactCache
+    from common.context import StageContext
     from common.data import load_splits, make_loaders
+    from common.metrics import LatencySetting
     from common.train import TrainConfig
 
     splits = load_splits("synthetic", tmp_path, train_limit=96, eval_limit=32)
 
     def inputs(cache_dir):
-        return stages.TrainingInputs(
-            loaders=make_loaders(splits, 32, seed=0), device=torch.device("cpu"), cache=ArtifactCache(cache_dir),
+        finetune = TrainConfig(epochs=1, lr=0.02, schedule="cosine", print_freq=100)
+        return StageContext(
+            loaders=make_loaders(splits, 32, seed=0), labels={"val": splits.val_labels, "test": splits.test_labels},
+            device=torch.device("cpu"), cache=ArtifactCache(cache_dir),
             data_key={"dataset": "synthetic", "data": splits.fingerprint}, num_classes=splits.num_classes,
             image_shape=tuple(splits.train_images.shape[1:]), seed=0,
-            train=TrainConfig(epochs=2, lr=0.2, print_freq=100),
-            finetune=TrainConfig(epochs=1, lr=0.02, schedule="cosine", print_freq=100))
+            train=TrainConfig(epochs=2, lr=0.2, print_freq=100), finetune=finetune, qat=finetune,
+            latency=LatencySetting())
 
     trained_here = inputs(tmp_path / "a")
     stages.dense_stage(trained_here, TINY)

@@ -23,13 +23,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from common.metrics import size_measurement
 from common.models import ResNetSpec, arch_key, build_model
 from common.record import comparison_keys, ranking, read, result_keys, upgrade
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from common.trial import Session
+    from common.context import StageContext
 
 # Depth 2-4, ReLU/Tanh and 3x3/5x5 kernels (the seed report's search) plus width and blocks per stage: without
 # them every 4-stage candidate would be ResNet-18-sized and a budget could not be met by anything
@@ -172,17 +173,19 @@ def candidate_from_args(args: argparse.Namespace | Mapping[str, Any]) -> dict[st
     return validate_candidate({k: values[k] for k in SPACE if k in values})
 
 
-def candidate_metrics(session: Session, model: nn.Module, baseline: nn.Module | None = None) -> dict[str, Any]:
+def candidate_metrics(ctx: StageContext, model: nn.Module, baseline: nn.Module | None = None) -> dict[str, Any]:
     """Accuracy, cost and cost relative to ResNet-18 of a trained candidate.
 
     The size ratios come from an untrained ResNet-18 (free); a trained `baseline` adds its accuracy
     and latency (`dense_*`) measured interleaved with the candidate's, in the same process.
     """
+    from common.trial import measure  # here, not above: exporting and ranking candidates need no trial
+
     if baseline is None:
-        candidate = session.measure({"model": model})["model"]
-        reference = session.describe(build_model("resnet18", session.splits.num_classes, session.in_channels))
+        candidate = measure(ctx, {"model": model})[0]["model"]
+        reference = size_measurement(build_model("resnet18", ctx.num_classes, ctx.image_shape[0]), ctx.image_shape)
         return {**result_keys(candidate), **comparison_keys(candidate, reference)}
-    m = session.measure({"model": model, "dense": baseline})
+    m, _ = measure(ctx, {"model": model, "dense": baseline})
     return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"])}
 
 

@@ -1,12 +1,14 @@
-"""The stages trials chain, each a function of plain values that returns a model and what was measured:
+"""The stages trials chain, each a function of one `StageContext` (common/context.py: data, device, cache,
+recipes, latency setting; `common.trial.stage_context(session)` builds it) that returns a model and what was
+measured:
 
-- `dense_stage(inputs, arch)`: the architecture trained, once, through the artifact cache;
-- `pruned_stage(inputs, arch, pruner, sparsity, ...)`: the cached dense model pruned (one-shot or gradual)
+- `dense_stage(ctx, arch)`: the architecture trained, once, through the artifact cache;
+- `pruned_stage(ctx, arch, pruner, sparsity, ...)`: the cached dense model pruned (one-shot or gradual)
   and fine-tuned, cached too, so trials sharing this prefix (quantization from a 50%-pruned model, the
-  pipeline) do not repeat it; `inputs`: `TrainingInputs`, which `common.trial.training_inputs(session)` builds;
-- `quantize_deploy_measure(inputs, start, references, ...)`, which the quantization and pipeline trials share.
+  pipeline) do not repeat it;
+- `quantize_deploy_measure(ctx, start, references, ...)`, which the quantization and pipeline trials share.
 
-`quantize_deploy_measure(inputs, start, {"dense": resnet18, ...}, ...)` (`inputs`: plain values, `StageInputs`)
+`quantize_deploy_measure(ctx, start, {"dense": resnet18, ...}, ...)`
 quantizes `start` with an NNI quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's
 TorchEvaluator), deploys the result as a real int8 ONNX Runtime model carrying NNI's scales, and measures,
 in one process:
@@ -23,7 +25,7 @@ Keys are `<model>_<metric>`; the headline keys (`accuracy`, `val_acc`, `size_mb`
 reference named `dense`. A reference that is the same object as `start` or as another reference is
 measured once and reported under each name.
 
-`compress_pipeline(training, stage, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the
+`compress_pipeline(ctx, arch, ...)` is the combined experiment (NAS → prune → QAT) built on the three: the
 architecture trained and pruned through the artifact cache, then quantized and deployed, with the dense
 ResNet-18 as `dense`.
 """
@@ -37,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from torch import nn
 
 from common import cpu, params, portability, stagewise
 from common.cache import ArtifactCache
+from common.context import StageContext
 from common.data import TensorLoader
 from common.deploy import (
     RUNTIME_NAMES,
@@ -62,7 +65,7 @@ from common.deploy import (
     runtime_module,
 )
 from common.metrics import LatencySetting, contention, measure_latency, size_measurement
-from common.models import arch_key, build_model, check_resolution, load_resized
+from common.models import arch_key
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
 from common.quantization import (
@@ -165,93 +168,68 @@ def _distinct(models: Mapping[str, nn.Module]) -> tuple[dict[str, nn.Module], di
     return unique, alias
 
 
-@dataclass(frozen=True)
-class TrainingInputs:
-    """The plain values the cached dense and pruned stages work on; `common.trial.training_inputs` builds them."""
-
-    loaders: Mapping[str, TensorLoader]  # "train", "val", "test"
-    device: torch.device
-    cache: ArtifactCache
-    data_key: Mapping[str, Any]  # what identifies the data and its batching in a cache key
-    num_classes: int
-    image_shape: tuple[int, ...]  # (channels, height, width): every model is built for these images
-    seed: int
-    train: TrainConfig  # the dense model's recipe
-    finetune: TrainConfig  # the recovery recipe after pruning (distillation and budget applied)
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # intermediate results (NNI)
-
-    @property
-    def example_input(self) -> torch.Tensor:
-        return torch.randn(1, *self.image_shape)
-
-    def build(self, arch: str | dict, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
-        check_resolution(arch, min(self.image_shape[1:]))
-        model = build_model(arch, self.num_classes, self.image_shape[0])
-        return model if state is None else load_resized(model, state)
+def dense_key(ctx: StageContext, arch: str | dict) -> dict[str, Any]:
+    return {"stage": "dense", "arch": arch_key(arch), **ctx.data_key, "seed": ctx.seed,
+            "train": asdict(ctx.train),
+            "precision": training_precision(ctx.train, ctx.device)}  # bf16 only where this CPU has it
 
 
-def dense_key(inputs: TrainingInputs, arch: str | dict) -> dict[str, Any]:
-    return {"stage": "dense", "arch": arch_key(arch), **inputs.data_key, "seed": inputs.seed,
-            "train": asdict(inputs.train),
-            "precision": training_precision(inputs.train, inputs.device)}  # bf16 only where this CPU has it
-
-
-def dense_stage(inputs: TrainingInputs, arch: str | dict = "resnet18",
+def dense_stage(ctx: StageContext, arch: str | dict = "resnet18",
                 report_epochs: bool = False) -> tuple[nn.Module, dict]:
     """The trained dense model from the artifact cache; trained here (once, under a lock) if missing.
-    Returns the model (on `inputs.device`, in eval mode) and its training history."""
+    Returns the model (on `ctx.device`, in eval mode) and its training history."""
 
     def build() -> tuple[dict, dict]:
-        seed_everything(inputs.seed)
-        model = inputs.build(arch).to(inputs.device)
-        history = fit(model, inputs.loaders["train"], inputs.train, device=inputs.device,
-                      val_loader=inputs.loaders["val"], on_epoch_end=inputs.on_epoch_end if report_epochs else None)
+        seed_everything(ctx.seed)
+        model = ctx.build(arch).to(ctx.device)
+        history = fit(model, ctx.loaders["train"], ctx.train, device=ctx.device,
+                      val_loader=ctx.loaders["val"], on_epoch_end=ctx.on_epoch_end if report_epochs else None)
         return _cpu_state(model), {"history": history}
 
-    state, info, built = inputs.cache.get_or_build("dense", dense_key(inputs, arch), build)
+    state, info, built = ctx.cache.get_or_build("dense", dense_key(ctx, arch), build)
     print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
-    return inputs.build(arch, state).to(inputs.device).eval(), info
+    return ctx.build(arch, state).to(ctx.device).eval(), info
 
 
-def pruned_key(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, schedule: str = "oneshot",
+def pruned_key(ctx: StageContext, arch: str | dict, pruner: str, sparsity: float, schedule: str = "oneshot",
                steps: int = 1, stage_sparsity: tuple[float, ...] | None = None) -> dict[str, Any]:
-    return {**dense_key(inputs, arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
-            "finetune": asdict(inputs.finetune),
-            "finetune_precision": training_precision(inputs.finetune, inputs.device),
+    return {**dense_key(ctx, arch), "stage": "pruned", "pruner": pruner, "sparsity": float(sparsity),
+            "finetune": asdict(ctx.finetune),
+            "finetune_precision": training_precision(ctx.finetune, ctx.device),
             # Named only for more than one round, so one-shot entries stay valid (gradual in 1 step is one-shot).
             **({"prune_schedule": schedule, "prune_steps": steps} if steps > 1 else {}),
             # Named only when per stage, so uniform entries stay valid.
             **({"stage_sparsity": [float(s) for s in stage_sparsity]} if stage_sparsity is not None else {})}
 
 
-def pruned_stage(inputs: TrainingInputs, arch: str | dict, pruner: str, sparsity: float, *,
+def pruned_stage(ctx: StageContext, arch: str | dict, pruner: str, sparsity: float, *,
                  schedule: str = "oneshot", steps: int = 1, report_epochs: bool = False,
                  stage_sparsity: tuple[float, ...] | None = None) -> tuple[nn.Module, dict]:
-    """The cached dense model, pruned and fine-tuned (with distillation from it when `inputs.finetune` says
+    """The cached dense model, pruned and fine-tuned (with distillation from it when `ctx.finetune` says
     so), from the artifact cache or built here. `pruner` and `sparsity` as parse_params checked them
     (common.pruning.validate), `schedule` and `steps` as resolve_steps gave them: with more than one step,
     gradual pruning (its info adds `rounds`). Info: PruneStats as `stats`, `val_acc_before_finetune`, history."""
 
     def build() -> tuple[dict, dict]:
-        dense, _ = dense_stage(inputs, arch)  # only when the pruned entry is missing: the key does not need it
-        seed_everything(inputs.seed)
+        dense, _ = dense_stage(ctx, arch)  # only when the pruned entry is missing: the key does not need it
+        seed_everything(ctx.seed)
         if steps > 1:
-            return _prune_gradually(inputs, dense, pruner, sparsity, steps, report_epochs)
-        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, inputs.example_input, stage_sparsity)
-        pruned = pruned.to(inputs.device)
-        before = evaluate(pruned, inputs.loaders["val"], device=inputs.device)["accuracy"]
+            return _prune_gradually(ctx, dense, pruner, sparsity, steps, report_epochs)
+        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, ctx.example_input, stage_sparsity)
+        pruned = pruned.to(ctx.device)
+        before = evaluate(pruned, ctx.loaders["val"], device=ctx.device)["accuracy"]
         level = stage_sparsity or f"{sparsity:.2f}"
         print(f"pruned {pruner} {level}: params x{stats.params_ratio:.3f}, FLOPs x{stats.flops_ratio:.3f}, "
               f"val_acc before fine-tune {before:.4f}", flush=True)
-        history = _finetune(inputs, pruned, inputs.finetune, dense, report_epochs)
+        history = _finetune(ctx, pruned, ctx.finetune, dense, report_epochs)
         return _cpu_state(pruned), {"stats": asdict(stats), "val_acc_before_finetune": before, "history": history}
 
-    key = pruned_key(inputs, arch, pruner, sparsity, schedule, steps, stage_sparsity)
-    state, info, built = inputs.cache.get_or_build("pruned", key, build)
+    key = pruned_key(ctx, arch, pruner, sparsity, schedule, steps, stage_sparsity)
+    state, info, built = ctx.cache.get_or_build("pruned", key, build)
     how = f" gradual in {steps} steps" if steps > 1 else ""
     print(f"pruned {arch_key(arch)} {pruner} {stage_sparsity or sparsity}{how}: "
           f"{'built and cached' if built else 'loaded from cache'}", flush=True)
-    return inputs.build(arch, state).to(inputs.device).eval(), info
+    return ctx.build(arch, state).to(ctx.device).eval(), info
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -274,59 +252,46 @@ class _FromEpoch:
         return iter(self.loader)
 
 
-def _finetune(inputs: TrainingInputs, model: nn.Module, config: TrainConfig, teacher: nn.Module,
+def _finetune(ctx: StageContext, model: nn.Module, config: TrainConfig, teacher: nn.Module,
               report_epochs: bool, first_epoch: int = 0) -> dict:
     """Fine-tune `model` with `config` (distilling from `teacher` when its distill_weight > 0). `first_epoch`:
     the loader epoch to start at, so that a later gradual-pruning round trains on fresh batches (as one-shot's
     later epochs do), not on the first round's again."""
-    train = inputs.loaders["train"]
+    train = ctx.loaders["train"]
     loader = train if first_epoch == 0 else _FromEpoch(train, first_epoch)
-    return fit(model, loader, config, device=inputs.device, val_loader=inputs.loaders["val"],
-               on_epoch_end=inputs.on_epoch_end if report_epochs else None, teacher=teacher)
+    return fit(model, loader, config, device=ctx.device, val_loader=ctx.loaders["val"],
+               on_epoch_end=ctx.on_epoch_end if report_epochs else None, teacher=teacher)
 
 
-def _prune_gradually(inputs: TrainingInputs, dense: nn.Module, pruner: str, sparsity: float, steps: int,
+def _prune_gradually(ctx: StageContext, dense: nn.Module, pruner: str, sparsity: float, steps: int,
                      report_epochs: bool) -> tuple[dict, dict]:
     """`steps` rounds of (prune to the next level of common.pruning.sparsity_schedule, fine-tune), together
     with one-shot's fine-tune steps (split_finetune): the comparison with one-shot is at equal training cost."""
-    cfg = split_finetune(inputs.finetune, steps, len(inputs.loaders["train"]))
+    cfg = split_finetune(ctx.finetune, steps, len(ctx.loaders["train"]))
     rounds: list[dict[str, float]] = []
     history: dict[str, list[float]] = {}
 
     def finetune_round(k: int, model: nn.Module, stats: PruneStats) -> None:
-        model.to(inputs.device)
-        before = evaluate(model, inputs.loaders["val"], device=inputs.device)["accuracy"]
+        model.to(ctx.device)
+        before = evaluate(model, ctx.loaders["val"], device=ctx.device)["accuracy"]
         print(f"pruning round {k + 1}/{steps}: {pruner} to {stats.sparsity:.3f}, params {stats.params_after:,}, "
               f"val_acc before fine-tune {before:.4f}", flush=True)
         # Round k trains on loader epochs [k * e, (k + 1) * e): fresh batches, like one-shot's later epochs.
         # Only the last round, at the target sparsity, reports to NNI: an assessor (Medianstop) compares
         # intermediate results step by step with one-shot trials', which are all at the target sparsity.
-        h = _finetune(inputs, model, cfg, dense, report_epochs and k == steps - 1, first_epoch=k * cfg.epochs)
+        h = _finetune(ctx, model, cfg, dense, report_epochs and k == steps - 1, first_epoch=k * cfg.epochs)
         for name, values in h.items():
             history.setdefault(name, []).extend(values)
         rounds.append({"sparsity": stats.sparsity, "params": stats.params_after, "flops": stats.flops_after,
                        "val_acc_before_finetune": before, "val_acc_after_finetune": (h["val_acc"] or [before])[-1]})
 
-    pruned, stats, _ = prune_gradually(copy.deepcopy(dense).cpu(), pruner, sparsity, steps, inputs.example_input,
+    pruned, stats, _ = prune_gradually(copy.deepcopy(dense).cpu(), pruner, sparsity, steps, ctx.example_input,
                                        finetune_round)
     print(f"pruned {pruner} {sparsity:.2f} in {steps} rounds: params x{stats.params_ratio:.3f}, "
           f"FLOPs x{stats.flops_ratio:.3f}", flush=True)
     # val_acc_before_finetune: after the first cut, the only one made to a model that has not been fine-tuned.
     return _cpu_state(pruned), {"stats": asdict(stats), "val_acc_before_finetune": rounds[0]["val_acc_before_finetune"],
                                 "rounds": rounds, "finetune_per_round": asdict(cfg), "history": history}
-
-
-@dataclass(frozen=True)
-class StageInputs:
-    """The plain values the quantize stage works on; `common.trial.stage_inputs(session)` builds them."""
-
-    loaders: Mapping[str, Any]  # "train" (calibration, quantization-aware training), "val", "test"
-    labels: Mapping[str, torch.Tensor]  # "val", "test": the loaders' labels in order
-    device: torch.device
-    example_input: torch.Tensor  # one input, for export and tracing
-    latency: LatencySetting
-    qat: TrainConfig  # the quantization-aware training recipe (unused by PTQ)
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None  # intermediate results (NNI)
 
 
 @dataclass(frozen=True)
@@ -339,16 +304,16 @@ class Quantized:
     scheme: str  # "full" or "reduced" (common/cpu.py)
 
 
-def quantize_stage(inputs: StageInputs, start: nn.Module, teacher: nn.Module, *, algorithm: str, bits: int,
+def quantize_stage(ctx: StageContext, start: nn.Module, teacher: nn.Module, *, algorithm: str, bits: int,
                    calibration_batches: int, scheme: str, stage_bits: tuple[int, ...] | None = None) -> Quantized:
     """NNI quantizes a copy of `start` on the `scheme` grid: PTQ calibrates, the others fine-tune (epochs
     reported to NNI), distilling from `teacher` when the recipe says so."""
-    inputs.loaders["train"].reset()  # calibration batches must not depend on what this process trained before
+    ctx.loaders["train"].reset()  # calibration batches must not depend on what this process trained before
     try:
         sim, calibration, info = quantize_model(
-            start, algorithm, bits, train_loader=inputs.loaders["train"], val_loader=inputs.loaders["val"],
-            finetune_cfg=inputs.qat, device=inputs.device, example_input=inputs.example_input,
-            calibration_batches=calibration_batches, on_epoch_end=inputs.on_epoch_end,
+            start, algorithm, bits, train_loader=ctx.loaders["train"], val_loader=ctx.loaders["val"],
+            finetune_cfg=ctx.qat, device=ctx.device, example_input=ctx.example_input,
+            calibration_batches=calibration_batches, on_epoch_end=ctx.on_epoch_end,
             max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=teacher, stage_bits=stage_bits)
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
@@ -372,16 +337,16 @@ class Deployed:
     seconds: Mapping[str, float]
 
 
-def deploy_stage(inputs: StageInputs, quantized: Quantized, start: nn.Module, workdir: Path, *,
+def deploy_stage(ctx: StageContext, quantized: Quantized, start: nn.Module, workdir: Path, *,
                  candidates: list[str], calibration_batches: int, min_agreement: float, portability_check: str,
                  portability_images: int) -> Deployed:
     """BN-folded ONNX with NNI's scales pinned as Q/DQ, run by each candidate runtime on integer kernels, gated
     against NNI's simulation (DeploymentError below `min_agreement`) and, if asked, checked on an AVX2-only CPU."""
     t0 = time.perf_counter()
-    loaders, example = inputs.loaders, inputs.example_input
+    loaders, example = ctx.loaders, ctx.example_input
     deployment = deploy_int8(dequantized_model(quantized.sim.inner, start), quantized.calibration, workdir, example,
                              take_inputs(loaders["train"], calibration_batches))
-    runtimes = {r: runtime_module(r, deployment.int8_path, threads=inputs.latency.threads) for r in candidates}
+    runtimes = {r: runtime_module(r, deployment.int8_path, threads=ctx.latency.threads) for r in candidates}
     kernels = {"ort": deployment.info}
     if "openvino" in runtimes:
         kernels["openvino"] = openvino_kernel_report(runtimes["openvino"], tuple(example.shape))
@@ -390,14 +355,14 @@ def deploy_stage(inputs: StageInputs, quantized: Quantized, start: nn.Module, wo
           + ", ".join(f"{r} {kernels[r]['integer_ops']}" for r in runtimes) + f" in {deployed_s:.0f}s", flush=True)
 
     t0 = time.perf_counter()
-    preds = {name: {split: predict(m, loaders[split], device=inputs.device) for split in SPLITS}
+    preds = {name: {split: predict(m, loaders[split], device=ctx.device) for split in SPLITS}
              for name, m in {"sim": quantized.sim, **runtimes}.items()}
     agreement = {r: {split: _agreement(preds["sim"][split], preds[r][split]) for split in SPLITS} for r in runtimes}
     sound = shippable_runtimes(kernels, agreement, min_agreement)
     if not sound:
         worst = candidates[0]
         # The QDQ graph's own float execution tells a runtime that saturates from a simulation that differs.
-        reference = predict(qdq_reference(deployment.int8_path), loaders["val"], device=inputs.device)
+        reference = predict(qdq_reference(deployment.int8_path), loaders["val"], device=ctx.device)
         raise DeploymentError(_gate_message(worst, quantized.scheme, quantized.info["weight_bits"],
                                             agreement[worst]["val"], _agreement(reference, preds[worst]["val"]),
                                             min_agreement))
@@ -409,26 +374,26 @@ def deploy_stage(inputs: StageInputs, quantized: Quantized, start: nn.Module, wo
                     {"deploy": deployed_s, "evaluate": evaluated_s, "portability": checked.seconds})
 
 
-def measure_stage(inputs: StageInputs, fp32: Mapping[str, nn.Module], deployed: Deployed,
+def measure_stage(ctx: StageContext, fp32: Mapping[str, nn.Module], deployed: Deployed,
                   workdir: Path) -> tuple[dict[str, Any], dict[str, dict[int, float]], dict[str, int]]:
     """Accuracy of every fp32 model, and latency of every model (fp32 torch, fp32 ONNX Runtime, each int8
     runtime) interleaved in one call at one thread count, on the CPU the int8 model runs on. Returns the
     accuracies (with the deployed runtimes'), the latencies and the fp32 ONNX sizes."""
-    loaders, example, threads = inputs.loaders, inputs.example_input, inputs.latency.threads
+    loaders, example, threads = ctx.loaders, ctx.example_input, ctx.latency.threads
     onnx_fp32 = {name: export_fp32(m, workdir / f"{name}.fp32.onnx", example) for name, m in fp32.items()}
-    preds = {**{name: {split: predict(m, loaders[split], device=inputs.device) for split in SPLITS}
+    preds = {**{name: {split: predict(m, loaders[split], device=ctx.device) for split in SPLITS}
                 for name, m in fp32.items()}, **deployed.preds}
-    acc = {name: {split: _agreement(p[split], inputs.labels[split]) for split in SPLITS} for name, p in preds.items()}
+    acc = {name: {split: _agreement(p[split], ctx.labels[split]) for split in SPLITS} for name, p in preds.items()}
     timed = {**{f"{name}_torch_fp32": copy.deepcopy(m).cpu() for name, m in fp32.items()},
              # fp32 ONNX Runtime, the strongest fp32 CPU baseline, for the int8 gain alone and against dense
              **{f"{name}_ort_fp32": OrtModule(path, threads=threads) for name, path in onnx_fp32.items()},
              **{f"int8_{r}": m for r, m in deployed.runtimes.items()}}
     lat = measure_latency(timed, LATENCY_BATCHES, input_shape=tuple(example.shape[1:]), threads=threads,
-                          warmup=inputs.latency.warmup, repeats=inputs.latency.repeats, device="cpu")
+                          warmup=ctx.latency.warmup, repeats=ctx.latency.repeats, device="cpu")
     return acc, lat, {name: os.path.getsize(path) for name, path in onnx_fp32.items()}
 
 
-def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: Mapping[str, nn.Module], *,
+def quantize_deploy_measure(ctx: StageContext, start: nn.Module, references: Mapping[str, nn.Module], *,
                             algorithm: str, bits: int, calibration_batches: int = DEFAULT_CALIBRATION_BATCHES,
                             start_name: str = "start", int8_scheme: str = "reduced", runtime: str = "auto",
                             min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None,
@@ -459,22 +424,22 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
     candidates = [r for r in RUNTIMES if runtime in (r, "auto") and (r != "openvino" or openvino_available())]
     fp32, alias = _distinct({start_name: start, **references})
 
-    quantized = quantize_stage(inputs, start, references["dense"], algorithm=algorithm, bits=bits,
+    quantized = quantize_stage(ctx, start, references["dense"], algorithm=algorithm, bits=bits,
                                calibration_batches=calibration_batches, scheme=scheme, stage_bits=stage_bits)
     with tempfile.TemporaryDirectory(prefix="int8-stage-") as tmp:
-        deployed = deploy_stage(inputs, quantized, start, Path(tmp), candidates=candidates,
+        deployed = deploy_stage(ctx, quantized, start, Path(tmp), candidates=candidates,
                                 calibration_batches=calibration_batches, min_agreement=min_agreement,
                                 portability_check=portability_check, portability_images=portability_images)
         t0 = time.perf_counter()
-        acc, lat, sizes = measure_stage(inputs, fp32, deployed, Path(tmp))
+        acc, lat, sizes = measure_stage(ctx, fp32, deployed, Path(tmp))
         seconds = {"quantize": quantized.info["seconds"], **deployed.seconds, "latency": time.perf_counter() - t0}
-        load = contention(inputs.latency.threads)
+        load = contention(ctx.latency.threads)
         int8_bytes = os.path.getsize(deployed.path)
         kept = _keep(deployed.path, keep_model)
     chosen = _fastest(deployed.shippable, lat)
     checked = portability.decide(deployed.portability, chosen, min_agreement)
     return {
-        **_measurement_keys(inputs, quantized, deployed, chosen, fp32, alias, start_name, list(references),
+        **_measurement_keys(ctx, quantized, deployed, chosen, fp32, alias, start_name, list(references),
                             acc, lat, sizes, int8_bytes, bits),
         "agreement_val": deployed.agreement[chosen]["val"], "agreement_test": deployed.agreement[chosen]["test"],
         **{f"agreement_{split}_{r}": a[split] for r, a in deployed.agreement.items() for split in SPLITS},
@@ -494,12 +459,12 @@ def quantize_deploy_measure(inputs: StageInputs, start: nn.Module, references: M
     }
 
 
-def _measurement_keys(inputs: StageInputs, quantized: Quantized, deployed: Deployed, chosen: str,
+def _measurement_keys(ctx: StageContext, quantized: Quantized, deployed: Deployed, chosen: str,
                       fp32: Mapping[str, nn.Module], alias: Mapping[str, str], start_name: str, references: list[str],
                       acc: Mapping[str, Mapping[str, float]], lat: Mapping[str, Mapping[int, float]],
                       sizes: Mapping[str, int], int8_bytes: int, bits: int) -> dict[str, Any]:
     """Every model's result keys (common/record.py) and the shipped model's against the references."""
-    threads, shape = inputs.latency.threads, tuple(inputs.example_input.shape[1:])
+    threads, shape = ctx.latency.threads, ctx.image_shape
     described = {name: size_measurement(m, shape) for name, m in fp32.items()}
 
     def timed_on_cpu(key: str, runtime: str) -> Latency:
@@ -598,7 +563,16 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
     return str(kept[0]) if kept else ""
 
 
-def compress_pipeline(training: TrainingInputs, stage: StageInputs, arch: str | dict, *, pruner: str,
+def StageInputs(*, loaders: Mapping[str, TensorLoader], labels: Mapping[str, torch.Tensor], device: torch.device,
+                example_input: torch.Tensor, latency: LatencySetting, qat: TrainConfig) -> StageContext:
+    """Deprecated: the quantize stage's former inputs as a context, for common/cli/bench_quant.py until it builds a
+    StageContext itself; remove then. The quantize stages read none of the placeholder fields."""
+    return StageContext(loaders=loaders, labels=labels, device=device, cache=ArtifactCache(), data_key={},
+                        num_classes=0, image_shape=tuple(example_input.shape[1:]), seed=0, train=qat, finetune=qat,
+                        qat=qat, latency=latency)
+
+
+def compress_pipeline(ctx: StageContext, arch: str | dict | StageContext, *legacy_arch: str | dict, pruner: str,
                       sparsity: float, algorithm: str, bits: int,
                       calibration_batches: int = DEFAULT_CALIBRATION_BATCHES, prune_schedule: str = "oneshot",
                       prune_steps: int = 1,
@@ -608,11 +582,13 @@ def compress_pipeline(training: TrainingInputs, stage: StageInputs, arch: str | 
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
     """
-    baseline, _ = dense_stage(training, "resnet18")
-    trained = baseline if arch == "resnet18" else dense_stage(training, arch)[0]
-    pruned, prune_info = pruned_stage(training, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,
+    if isinstance(arch, StageContext):  # deprecated (context, context, arch) call of common/cli/bench.py; remove
+        arch = legacy_arch[0]  # with it, and `legacy_arch` with it
+    baseline, _ = dense_stage(ctx, "resnet18")
+    trained = baseline if arch == "resnet18" else dense_stage(ctx, arch)[0]
+    pruned, prune_info = pruned_stage(ctx, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,
                                       stage_sparsity=stage_sparsity)
-    metrics = quantize_deploy_measure(stage, pruned, {"dense": baseline, "arch": trained},
+    metrics = quantize_deploy_measure(ctx, pruned, {"dense": baseline, "arch": trained},
                                       algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
                                       stage_bits=stage_bits, **deployment_options)

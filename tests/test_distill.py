@@ -13,7 +13,7 @@ from torch import nn
 from common import trial
 from common.stages import pruned_stage
 from common.train import TrainConfig, distillation_loss, fit
-from common.trial import training_inputs
+from common.trial import stage_context
 
 TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
 
@@ -100,12 +100,12 @@ def test_distillation_is_in_the_pruned_cache_key_and_the_echo(tmp_path, capsys):
         return trial.start_session(args)
 
     plain = session()
-    pruned_stage(training_inputs(plain), TINY, "l1", 0.5)
+    pruned_stage(stage_context(plain), TINY, "l1", 0.5)
     # Off with any temperature is the same entry; on is another one, fine-tuned from the dense teacher.
-    pruned_stage(training_inputs(session("--distill-temperature", "9")), TINY, "l1", 0.5)
+    pruned_stage(stage_context(session("--distill-temperature", "9")), TINY, "l1", 0.5)
     distilled = session("--distill-weight", "0.5", "--distill-temperature", "2")
     assert distilled.finetune_config().distill_weight == 0.5 and distilled.finetune_config().distill_temperature == 2
-    pruned_stage(training_inputs(distilled), TINY, "l1", 0.5)
+    pruned_stage(stage_context(distilled), TINY, "l1", 0.5)
     out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("pruned b1_w8")]
     assert [line.rsplit(": ", 1)[1] for line in out] == ["built and cached", "loaded from cache", "built and cached"]
     echoed = trial.report_final(0.5, {}, distilled.args, "prune")

@@ -12,6 +12,7 @@ import torch
 
 from common import data, stages, trial
 from common.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, DatasetNotFoundError, load_splits
+from common.metrics import size_measurement
 from common.models import ResNetSpec, build_model, to_spec
 from common.record import LATENCY_BATCHES
 
@@ -130,17 +131,17 @@ def test_session_builds_prunes_measures_and_exports_one_channel_models(fake_fash
 
     flags = ["--dataset", "fashion-mnist", "--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache")]
     args = trial.parse_params(trial.base_parser("t"), [*flags, "--finetune-epochs", "1"])
-    session = trial.start_session(args)
-    assert session.in_channels == 1 and tuple(session.example_input.shape) == (1, 1, 28, 28)
+    ctx = trial.stage_context(trial.start_session(args))
+    assert ctx.image_shape == (1, 28, 28) and tuple(ctx.example_input.shape) == (1, 1, 28, 28)
     assert args.dataset == "fashion-mnist"  # echoed as used
-    dense, _ = stages.dense_stage(trial.training_inputs(session), TINY)
-    pruned, info = stages.pruned_stage(trial.training_inputs(session), TINY, "fpgm", 0.5)
+    dense, _ = stages.dense_stage(ctx, TINY)
+    pruned, info = stages.pruned_stage(ctx, TINY, "fpgm", 0.5)
     assert dense.conv1.in_channels == pruned.conv1.in_channels == 1
     assert pruned.conv1.out_channels < dense.conv1.out_channels
-    assert 0 < session.describe(pruned).flops < session.describe(dense).flops
-    assert set(session.latency({"pruned": pruned})["pruned"].ms) == set(LATENCY_BATCHES)
-    ort = OrtModule(export_fp32(pruned, tmp_path / "pruned.onnx", session.example_input))
-    x = session.example_input.repeat(3, 1, 1, 1)
+    assert 0 < size_measurement(pruned, ctx.image_shape).flops < size_measurement(dense, ctx.image_shape).flops
+    assert set(trial.eager_latency(ctx, {"pruned": pruned})[0]["pruned"].ms) == set(LATENCY_BATCHES)
+    ort = OrtModule(export_fp32(pruned, tmp_path / "pruned.onnx", ctx.example_input))
+    x = ctx.example_input.repeat(3, 1, 1, 1)
     torch.testing.assert_close(ort(x), pruned(x), atol=1e-4, rtol=1e-4)
 
 
@@ -148,9 +149,9 @@ def test_profile_image_size_and_crop_reach_the_data_and_the_cache_key(system_dir
     flags = ["--data-dir", str(tmp_path / "d"), "--cache-dir", str(tmp_path / "cache")]
     ci = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "ci", *flags]))
     assert ci.profile.dataset == "fashion-mnist" and ci.splits.train_images.shape[1:] == (1, 16, 16)
-    assert ci.loaders["train"].pad == 0 and stages.dense_key(trial.training_inputs(ci), "resnet18")["crop_pad"] == 0
+    assert ci.loaders["train"].pad == 0 and stages.dense_key(trial.stage_context(ci), "resnet18")["crop_pad"] == 0
     smoke = trial.start_session(trial.parse_params(trial.base_parser("t"), ["--profile", "smoke", *flags]))
-    smoke_key = stages.dense_key(trial.training_inputs(smoke), "resnet18")
+    smoke_key = stages.dense_key(trial.stage_context(smoke), "resnet18")
     assert smoke.loaders["train"].pad == 4 and "crop_pad" not in smoke_key  # the default: older entries hold
 
 

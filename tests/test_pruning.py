@@ -208,15 +208,19 @@ def test_gradual_pruned_stage(tmp_path):
     """Through the pruned stage: its own cache entry (one-shot's key unchanged, 1 step shares it), one-shot's
     widths, one-shot's fine-tune epochs split across the rounds, each round on fresh loader epochs."""
     from common.cache import ArtifactCache
+    from common.context import StageContext
     from common.data import load_splits, make_loaders
-    from common.stages import TrainingInputs, pruned_stage
+    from common.metrics import LatencySetting
+    from common.stages import pruned_stage
 
     splits = load_splits("synthetic", tmp_path, train_limit=96, eval_limit=32)
-    inputs = TrainingInputs(loaders=make_loaders(splits, 32, seed=0), device=torch.device("cpu"),
-                            cache=ArtifactCache(tmp_path / "cache"), data_key={"data": splits.fingerprint},
-                            num_classes=splits.num_classes, image_shape=tuple(splits.train_images.shape[1:]), seed=0,
-                            train=TrainConfig(epochs=1, lr=0.2, print_freq=100),
-                            finetune=TrainConfig(epochs=2, lr=0.02, schedule="cosine", print_freq=100))
+    finetune = TrainConfig(epochs=2, lr=0.02, schedule="cosine", print_freq=100)
+    inputs = StageContext(loaders=make_loaders(splits, 32, seed=0),
+                          labels={"val": splits.val_labels, "test": splits.test_labels}, device=torch.device("cpu"),
+                          cache=ArtifactCache(tmp_path / "cache"), data_key={"data": splits.fingerprint},
+                          num_classes=splits.num_classes, image_shape=tuple(splits.train_images.shape[1:]), seed=0,
+                          train=TrainConfig(epochs=1, lr=0.2, print_freq=100), finetune=finetune, qat=finetune,
+                          latency=LatencySetting())
     keys = []
     get_or_build = inputs.cache.get_or_build
     inputs.cache.get_or_build = lambda name, key, build: keys.append(key) or get_or_build(name, key, build)

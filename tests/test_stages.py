@@ -3,12 +3,14 @@
 import pytest
 import torch
 
+from common.cache import ArtifactCache
+from common.context import StageContext
 from common.cpu import cpu_info
 from common.data import SYNTHETIC_CLASSES, load_splits, make_loaders
 from common.deploy import DeploymentError
 from common.metrics import LatencySetting
 from common.models import build_model
-from common.stages import StageInputs, _distinct, quantize_deploy_measure
+from common.stages import _distinct, quantize_deploy_measure
 from common.train import TrainConfig
 
 TINY = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
@@ -17,13 +19,15 @@ SMALL = {"blocks": [1, 1], "widths": [8, 16], "activation": "relu", "kernel_size
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """The stage's inputs as plain values: synthetic splits and their loaders, no trial session."""
+    """The stage's context as plain values: synthetic splits and their loaders, no trial session."""
     splits = load_splits("synthetic", tmp_path_factory.mktemp("stages-data"), train_limit=512, eval_limit=256, seed=0)
-    return StageInputs(loaders=make_loaders(splits, 32, seed=0),
-                       labels={"val": splits.val_labels, "test": splits.test_labels}, device=torch.device("cpu"),
-                       example_input=torch.randn(1, *splits.train_images.shape[1:]),
-                       latency=LatencySetting(threads=1, warmup=1, repeats=3),
-                       qat=TrainConfig(epochs=1, lr=0.02, schedule="cosine", warmup_fraction=0.0, print_freq=100))
+    recipe = TrainConfig(epochs=1, lr=0.02, schedule="cosine", warmup_fraction=0.0, print_freq=100)
+    return StageContext(loaders=make_loaders(splits, 32, seed=0),
+                        labels={"val": splits.val_labels, "test": splits.test_labels}, device=torch.device("cpu"),
+                        cache=ArtifactCache(tmp_path_factory.mktemp("stages-cache")),
+                        data_key={"data": splits.fingerprint}, num_classes=splits.num_classes,
+                        image_shape=tuple(splits.train_images.shape[1:]), seed=0, train=recipe, finetune=recipe,
+                        qat=recipe, latency=LatencySetting(threads=1, warmup=1, repeats=3))
 
 
 NUM_CLASSES = SYNTHETIC_CLASSES

@@ -5,15 +5,16 @@
 
 from common.record import result_keys
 from common.stages import dense_stage
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session, training_inputs
+from common.trial import base_parser, measure, parse_params, report_objective, run_main, stage_context, start_session
 
 
 def main() -> None:
     args = parse_params(base_parser(__doc__))
-    session = start_session(args)
+    ctx = stage_context(start_session(args))
 
-    dense, _ = dense_stage(training_inputs(session), "resnet18", report_epochs=True)
-    report_objective(result_keys(session.measure({"dense": dense})["dense"]), args, "baseline")
+    dense, _ = dense_stage(ctx, "resnet18", report_epochs=True)
+    measured, _ = measure(ctx, {"dense": dense})
+    report_objective(result_keys(measured["dense"]), args, "baseline")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ candidate; the flags' defaults are ResNet-18.
 from common.models import arch_key
 from common.nas import add_candidate_arguments, arch_dict, candidate_from_args, candidate_metrics
 from common.stages import dense_stage
-from common.trial import base_parser, parse_params, report_objective, run_main, start_session, training_inputs
+from common.trial import base_parser, parse_params, report_objective, run_main, stage_context, start_session
 
 
 def get_parser():
@@ -23,14 +23,13 @@ def get_parser():
 def main() -> None:
     args = parse_params(get_parser())
     candidate = candidate_from_args(args)  # before any data or training: a bad candidate must fail in seconds
-    session = start_session(args)
+    ctx = stage_context(start_session(args))
 
     arch = arch_dict(candidate)
-    training = training_inputs(session)
-    model, _ = dense_stage(training, arch, report_epochs=True)
-    baseline = dense_stage(training, "resnet18")[0] if args.compare_baseline else None
+    model, _ = dense_stage(ctx, arch, report_epochs=True)
+    baseline = dense_stage(ctx, "resnet18")[0] if args.compare_baseline else None
 
-    metrics = {"arch": arch_key(arch), **candidate_metrics(session, model, baseline)}
+    metrics = {"arch": arch_key(arch), **candidate_metrics(ctx, model, baseline)}
     report_objective(metrics, args, "nas")
 
 

@@ -19,9 +19,8 @@ from common.trial import (
     parse_params,
     report_objective,
     run_main,
-    stage_inputs,
+    stage_context,
     start_session,
-    training_inputs,
 )
 
 
@@ -36,15 +35,15 @@ def get_parser():
 def main() -> None:
     args = parse_params(get_parser())  # checks every stage's parameters: a bad value fails in seconds
     arch = load_arch(args.arch)  # before any training too
-    session = start_session(args)
+    ctx = stage_context(start_session(args))
 
-    metrics = compress_pipeline(training_inputs(session), stage_inputs(session), arch, pruner=args.pruner,
+    metrics = compress_pipeline(ctx, arch, pruner=args.pruner,
                                 sparsity=args.sparsity, algorithm=args.algorithm, bits=args.bits,
                                 calibration_batches=args.calibration_batches,
                                 prune_schedule=args.prune_schedule, prune_steps=args.prune_steps,
                                 stage_sparsity=stagewise.parse("stage_sparsity", args.stage_sparsity),
                                 stage_bits=stagewise.parse("stage_bits", args.stage_bits),
-                                **deployment_options(session))
+                                **deployment_options(args))
     # `default`: the deployed model's validation accuracy, under the config's budgets.
     report_objective(metrics, args, "pipeline", "int8_val_acc")
 

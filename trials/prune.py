@@ -13,8 +13,8 @@ from common.trial import (
     parse_params,
     report_objective,
     run_main,
+    stage_context,
     start_session,
-    training_inputs,
 )
 
 
@@ -26,14 +26,13 @@ def get_parser():
 
 def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
-    session = start_session(args)
+    ctx = stage_context(start_session(args))
 
-    training = training_inputs(session)
-    dense, _ = dense_stage(training, "resnet18")
-    pruned, info = pruned_stage(training, "resnet18", args.pruner, args.sparsity, schedule=args.prune_schedule,
+    dense, _ = dense_stage(ctx, "resnet18")
+    pruned, info = pruned_stage(ctx, "resnet18", args.pruner, args.sparsity, schedule=args.prune_schedule,
                                 steps=args.prune_steps, report_epochs=True)
 
-    metrics = compression_metrics(session, pruned, dense)
+    metrics = compression_metrics(ctx, pruned, dense)
     metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]  # gradual: after the first round's cut
     for k, done in enumerate(info.get("rounds", []), start=1):  # gradual: each round's level, size and accuracy
         metrics |= {f"round{k}_{name}": value for name, value in done.items()}

@@ -17,9 +17,8 @@ from common.trial import (
     parse_params,
     report_objective,
     run_main,
-    stage_inputs,
+    stage_context,
     start_session,
-    training_inputs,
 )
 
 STARTS = ("dense", "pruned")
@@ -35,15 +34,14 @@ def get_parser():
 
 def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
-    session = start_session(args)
+    ctx = stage_context(start_session(args))
 
-    training = training_inputs(session)
-    dense, _ = dense_stage(training, "resnet18")
-    start = dense if args.start == "dense" else pruned_stage(training, "resnet18", *PRUNED)[0]
-    metrics = quantize_deploy_measure(stage_inputs(session), start, {"dense": dense}, algorithm=args.algorithm,
+    dense, _ = dense_stage(ctx, "resnet18")
+    start = dense if args.start == "dense" else pruned_stage(ctx, "resnet18", *PRUNED)[0]
+    metrics = quantize_deploy_measure(ctx, start, {"dense": dense}, algorithm=args.algorithm,
                                       bits=args.bits, calibration_batches=args.calibration_batches,
                                       stage_bits=stagewise.parse("stage_bits", args.stage_bits),
-                                      **deployment_options(session))
+                                      **deployment_options(args))
     # `default` is the deployed int8 model's validation accuracy: what the user ships.
     report_objective(metrics, args, "quant", "int8_val_acc")
 

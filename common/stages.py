@@ -48,7 +48,6 @@ import torch
 from torch import nn
 
 from common import cpu, params, portability, stagewise
-from common.cache import ArtifactCache
 from common.context import StageContext
 from common.data import TensorLoader
 from common.deploy import (
@@ -64,7 +63,7 @@ from common.deploy import (
     qdq_reference,
     runtime_module,
 )
-from common.metrics import LatencySetting, contention, measure_latency, size_measurement
+from common.metrics import contention, measure_latency, size_measurement
 from common.models import arch_key
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
@@ -563,16 +562,7 @@ def _keep(int8_path: Path, keep: str | None = None) -> str:
     return str(kept[0]) if kept else ""
 
 
-def StageInputs(*, loaders: Mapping[str, TensorLoader], labels: Mapping[str, torch.Tensor], device: torch.device,
-                example_input: torch.Tensor, latency: LatencySetting, qat: TrainConfig) -> StageContext:
-    """Deprecated: the quantize stage's former inputs as a context, for common/cli/bench_quant.py until it builds a
-    StageContext itself; remove then. The quantize stages read none of the placeholder fields."""
-    return StageContext(loaders=loaders, labels=labels, device=device, cache=ArtifactCache(), data_key={},
-                        num_classes=0, image_shape=tuple(example_input.shape[1:]), seed=0, train=qat, finetune=qat,
-                        qat=qat, latency=latency)
-
-
-def compress_pipeline(ctx: StageContext, arch: str | dict | StageContext, *legacy_arch: str | dict, pruner: str,
+def compress_pipeline(ctx: StageContext, arch: str | dict, *, pruner: str,
                       sparsity: float, algorithm: str, bits: int,
                       calibration_batches: int = DEFAULT_CALIBRATION_BATCHES, prune_schedule: str = "oneshot",
                       prune_steps: int = 1,
@@ -582,8 +572,6 @@ def compress_pipeline(ctx: StageContext, arch: str | dict | StageContext, *legac
     every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
     trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
     """
-    if isinstance(arch, StageContext):  # deprecated (context, context, arch) call of common/cli/bench.py; remove
-        arch = legacy_arch[0]  # with it, and `legacy_arch` with it
     baseline, _ = dense_stage(ctx, "resnet18")
     trained = baseline if arch == "resnet18" else dense_stage(ctx, arch)[0]
     pruned, prune_info = pruned_stage(ctx, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,

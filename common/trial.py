@@ -261,9 +261,6 @@ def stage_context(session: Session) -> StageContext:
                         on_epoch_end=report_intermediate)
 
 
-# Deprecated names of stage_context, for common/cli/bench.py until it calls stage_context; remove then.
-training_inputs = stage_inputs = stage_context
-
 
 def deployment_options(args: argparse.Namespace) -> dict[str, Any]:
     """The deployment flags of `add_quantization_arguments`, as quantize_deploy_measure's keywords; the

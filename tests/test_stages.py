@@ -178,11 +178,11 @@ def test_cached_stage_keys_are_those_existing_caches_hold(tmp_path):
     from common import trial
     from common.cache import key_digest
     from common.stages import dense_key, pruned_key
-    from common.trial import training_inputs
+    from common.trial import stage_context
 
     args = trial.parse_params(trial.base_parser("t"), ["--cache-dir", str(tmp_path / "c"), "--data-dir",
                                                        str(tmp_path / "d"), "--distill-weight", "0.5"])
-    inputs = training_inputs(trial.start_session(args))
+    inputs = stage_context(trial.start_session(args))
     assert key_digest(dense_key(inputs, TINY)) == "159cc0fa1586f6e4"
     assert key_digest(pruned_key(inputs, TINY, "l1", 0.5)) == "bc485e5024bad50e"
     assert key_digest(pruned_key(inputs, TINY, "l1", 0.5, "gradual", 1)) == "bc485e5024bad50e"  # 1 step: one-shot

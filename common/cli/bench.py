@@ -213,7 +213,7 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
 
     from common.profiles import get_profile
     from common.stages import compress_pipeline
-    from common.trial import base_parser, parse_params, stage_inputs, start_session, training_inputs
+    from common.trial import base_parser, parse_params, stage_context, start_session
 
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as home:
@@ -222,7 +222,7 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
                                                   "--cache-dir", f"{home}/artifacts", "--data-dir", f"{home}/data"])
             timed = replace(get_profile(profile), latency_repeats=repeats, latency_warmup=5)
             session = start_session(args, timed)
-            m = compress_pipeline(training_inputs(session), stage_inputs(session), "resnet18", pruner="fpgm",
+            m = compress_pipeline(stage_context(session), "resnet18", pruner="fpgm",
                                   sparsity=0.5, algorithm="qat", bits=8)
             targets = {k: {"value": m[k], "target": t, "met": m[k] <= t if k == "size_ratio" else m[k] >= t}
                        for k, t in pipeline_targets(cpu_info().exact_int8).items()}

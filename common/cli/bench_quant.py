@@ -22,12 +22,14 @@ from typing import Any
 import torch
 
 from common import cpu
+from common.cache import ArtifactCache
+from common.context import StageContext
 from common.data import load_splits, make_loaders
 from common.metrics import LatencySetting
 from common.models import resnet18
 from common.pruning import prune_model
 from common.record import read
-from common.stages import StageInputs, quantize_deploy_measure
+from common.stages import quantize_deploy_measure
 from common.train import TrainConfig
 
 BATCHES = (1, 64)
@@ -69,11 +71,14 @@ def benchmark_quant(threads_list: Sequence[int | None] = (1, None), *, algorithm
         results = []
         for threads in threads_list:
             n = threads if threads is not None else torch.get_num_threads()
-            inputs = StageInputs(loaders=make_loaders(splits, 32), labels={"val": splits.val_labels,
-                                                                           "test": splits.test_labels},
-                                 device=torch.device("cpu"), example_input=example,
-                                 latency=LatencySetting(n, warmup, repeats),
-                                 qat=TrainConfig(epochs=1, lr=0.01, schedule="constant", print_freq=1000))
+            qat = TrainConfig(epochs=1, lr=0.01, schedule="constant", print_freq=1000)
+            # Only the quantize stages run: the cache and the dense/fine-tune recipes are never read.
+            inputs = StageContext(loaders=make_loaders(splits, 32),
+                                  labels={"val": splits.val_labels, "test": splits.test_labels},
+                                  device=torch.device("cpu"), cache=ArtifactCache(Path(tmp) / "artifacts"),
+                                  data_key={"data": splits.fingerprint}, num_classes=splits.num_classes,
+                                  image_shape=tuple(splits.train_images.shape[1:]), seed=0, train=qat, finetune=qat,
+                                  qat=qat, latency=LatencySetting(n, warmup, repeats))
             options = {"algorithm": algorithm, "bits": 8, "calibration_batches": 2, "int8_scheme": scheme,
                        "min_agreement": 0.0}
             # Each start is timed in its own call, beside the dense model: ratios stay within one interleaved run.

@@ -42,7 +42,7 @@ def _thread_settings() -> list[int]:
     return [1] if cores == 1 else [1, cores]
 
 
-def bench_pruning(pruner: str = "fpgm", sparsity: float = 0.5, repeats: int = 30) -> dict:
+def bench_pruning(pruner: str = "fpgm", sparsity: float = 0.5, repeats: int = 30, warmup: int = 5) -> dict:
     torch.manual_seed(0)
     dense = resnet18().eval()
     pruned, stats = prune_model(resnet18().eval(), pruner, sparsity, torch.randn(1, 3, 32, 32))
@@ -55,7 +55,8 @@ def bench_pruning(pruner: str = "fpgm", sparsity: float = 0.5, repeats: int = 30
     }
     assert count_params(pruned) == stats.params_after and count_flops(pruned) == stats.flops_after
     for threads in _thread_settings():
-        lat = measure_latency({"dense": dense, "pruned": pruned}, BATCHES, threads=threads, warmup=5, repeats=repeats)
+        lat = measure_latency({"dense": dense, "pruned": pruned}, BATCHES, threads=threads, warmup=warmup,
+                              repeats=repeats)
         result["latency"][threads] = {
             b: {"dense_ms": lat["dense"][b], "pruned_ms": lat["pruned"][b],
                 "speedup": lat["dense"][b] / lat["pruned"][b]}

@@ -232,6 +232,14 @@ def test_recorded_cpu_report_is_real_data_and_rebuilds_from_its_json(tmp_path):
     assert (tmp_path / "report.md").read_text() == (root / "results" / "cpu" / "report.md").read_text()
 
 
+def test_a_superseded_experiment_is_left_out(registry, tmp_path):
+    main([EXP_ID, "--registry", str(registry), "--out", str(tmp_path / "first")])
+    with pytest.raises(SystemExit, match="report: no trial has a result"):
+        main(["--from-report", str(tmp_path / "first" / "report.json"), "--exclude", EXP_ID, "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--exclude nothere: no such experiment"):
+        main(["--from-report", str(tmp_path / "first" / "report.json"), "--exclude", "nothere", "--out", str(tmp_path)])
+
+
 def test_a_report_rebuilt_from_its_report_json_is_the_same_report(registry, tmp_path):
     first, again = tmp_path / "first", tmp_path / "again"
     main([EXP_ID, "--registry", str(registry), "--out", str(first)])

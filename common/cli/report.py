@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
     parser.add_argument("--from-report", type=Path, action="append", default=[],
                         help="a report.json this command wrote: its trials")
+    parser.add_argument("--exclude", action="append", default=[], metavar="EXPERIMENT_ID",
+                        help="leave out this experiment's trials (e.g. one a re-recording supersedes)")
     parser.add_argument("--out", type=Path, default=Path("results/report"))
     parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
     args = parser.parse_args(argv)
@@ -71,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _records(args: argparse.Namespace) -> list[TrialRecord]:
     records = [r for e in args.experiments for r in load_experiment(e, args.registry)]
     records += [r for f in args.export for r in load_export(f)]
-    return records + [r for f in args.from_report for r in load_report(f)]
+    records += [r for f in args.from_report for r in load_report(f)]
+    unknown = set(args.exclude) - {r.experiment for r in records}
+    if unknown:
+        raise ReportError(f"--exclude {', '.join(sorted(unknown))}: no such experiment among the trials read")
+    return [r for r in records if r.experiment not in args.exclude]
 
 
 def pick_main(argv: Sequence[str]) -> None:

@@ -129,11 +129,16 @@ def test_int8_graph_carries_nnis_scales(trained):
 
 def test_packed_size_halves_at_4_bits(trained):
     calib, weights = trained["calib"], simulated_weights(trained["sim"])
-    eight = packed_weight_bytes(calib, weights)
     n_weights = sum(w.numel() for w in weights.values())
-    assert eight > n_weights
-    four = {k: {**v, "weight": {**v["weight"], "bits": 4}} if "weight" in v else v for k, v in calib.items()}
-    assert packed_weight_bytes(four, weights) == pytest.approx(eight - n_weights / 2, abs=len(weights))
+
+    def at(bits: int) -> dict:  # the calibration with every layer's weights at `bits` (the grid's own may be 7)
+        return {k: {**v, "weight": {**v["weight"], "bits": bits}} if "weight" in v else v for k, v in calib.items()}
+
+    eight = packed_weight_bytes(at(8), weights)
+    assert eight > n_weights  # a byte per weight, plus per-channel scales and biases
+    assert packed_weight_bytes(at(4), weights) == pytest.approx(eight - n_weights / 2, abs=len(weights))
+    own = {v["weight"]["bits"] for v in calib.values() if "weight" in v}
+    assert len(own) == 1 and packed_weight_bytes(calib, weights) == packed_weight_bytes(at(own.pop()), weights)
 
 
 def _int8_weights(path):

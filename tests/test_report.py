@@ -277,3 +277,21 @@ def test_a_configuration_run_on_several_seeds_is_one_row_with_mean_std_and_n(tmp
     assert row["delta"] == pytest.approx((-0.02 - 0.03 - 0.04) / 3)  # paired: each seed against its own dense
     assert row["speedup_b1"] == pytest.approx(3.0) and row["speedup_b1_std"] == pytest.approx(1.0)
     assert "| best pruned: pruner=fpgm, sparsity=0.5 | 3 | 89.00 ± 1.00 % | -3.00 ± 1.00 pt |" in markdown(records, [])
+
+
+def test_pick_reads_the_same_sources_as_the_report_and_says_when_none_fits(tmp_path, capsys):
+    recorded = FIXTURES.parents[1] / "results" / "cpu" / "report.json"
+    trials = [t for t in json.loads(recorded.read_text())["trials"]
+              if t["result"] and "latency_ratio_b1" in t["result"]]
+    experiment = trials[0]["experiment"]
+    ours = [t for t in trials if t["experiment"] == experiment]
+    others = sorted({t["experiment"] for t in trials} - {experiment})
+    excluded = [flag for e in others for flag in ("--exclude", e)]
+    main(["pick", "--from-report", str(recorded), *excluded, "--max-latency-ratio-b1", "10"])
+    best = max(ours, key=lambda t: t["result"]["val_acc"])
+    assert f"trial {best['trial_id']}" in capsys.readouterr().out.splitlines()[0]
+    with pytest.raises(SystemExit) as none:
+        main(["pick", "--from-report", str(recorded), *excluded, "--max-latency-ratio-b1", "0.0001"])
+    said = capsys.readouterr().out.splitlines()[0]
+    assert none.value.code == 1 and "trials is within latency_ratio_b1 <= 0.0001; closest: trial" in said
+    assert said.split("closest: trial ")[1].split()[0] in {t["trial_id"] for t in ours}

@@ -48,14 +48,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
-    parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
-    parser.add_argument("--from-report", type=Path, action="append", default=[],
-                        help="a report.json this command wrote: its trials")
-    parser.add_argument("--exclude", action="append", default=[], metavar="EXPERIMENT_ID",
-                        help="leave out this experiment's trials (e.g. one a re-recording supersedes)")
+    _add_sources(parser)
     parser.add_argument("--out", type=Path, default=Path("results/report"))
-    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
     args = parser.parse_args(argv)
     if not (args.experiments or args.export or args.from_report):
         parser.error("give at least one experiment id, --export or --from-report file")
@@ -68,6 +62,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ReportError as err:
         raise SystemExit(f"report: {err}") from None
     print(f"wrote {path} ({len(records)} trials)")
+
+
+def _add_sources(parser: argparse.ArgumentParser) -> None:
+    """Where the trials come from: the same flags for the report and for `pick`."""
+    parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
+    parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
+    parser.add_argument("--from-report", type=Path, action="append", default=[],
+                        help="a report.json this command wrote: its trials")
+    parser.add_argument("--exclude", action="append", default=[], metavar="EXPERIMENT_ID",
+                        help="leave out this experiment's trials (e.g. one a re-recording supersedes)")
+    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
 
 
 def _records(args: argparse.Namespace) -> list[TrialRecord]:
@@ -83,10 +88,7 @@ def _records(args: argparse.Namespace) -> list[TrialRecord]:
 def pick_main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.report pick",
                                      description="the best trial (validation accuracy) within every budget")
-    parser.add_argument("experiments", nargs="*", help="NNI experiment ids (running or finished)")
-    parser.add_argument("--export", type=Path, action="append", default=[], help="nnictl export --type json file")
-    parser.add_argument("--from-report", type=Path, action="append", default=[], help="a report.json")
-    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
+    _add_sources(parser)
     for dest, (metric, text) in BUDGET_FLAGS.items():
         parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, type=float, default=None,
                             help=f"{text} (metric `{metric}`)")

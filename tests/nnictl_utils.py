@@ -24,6 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def suite_home(basetemp: Path) -> Path:
+    """The smoke artifact cache of the whole pytest run (`basetemp`: pytest's base temp dir): entries are keyed by
+    content, so experiments share the smoke baseline exactly as a user's experiments do, built once."""
+    return basetemp / "smoke-suite-home"
+
+
 def nnictl(*args: str, env: dict | None = None, timeout: float = 120) -> str:
     exe = shutil.which("nnictl")
     assert exe, "nnictl is not on PATH: pip install -r requirements.txt"
@@ -52,9 +58,7 @@ class Experiment:
         self.config = tmp_path / "config.yml"
         self.config.write_text(yaml.safe_dump(cfg))
         # `env` adds to the environment of nnictl, the NNI manager and (on the local platform) every trial.
-        # One artifact cache per pytest session (tmp_path's parent is pytest's base temp dir): entries are keyed by
-        # content, so experiments share the smoke baseline exactly as a user's experiments do, built once.
-        self.env = {**os.environ, "NNI_SUITE_HOME": str(tmp_path.parent / "smoke-suite-home"), **(env or {})}
+        self.env = {**os.environ, "NNI_SUITE_HOME": str(suite_home(tmp_path.parent)), **(env or {})}
         self.id: str | None = None
         self.started = False
 

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from tests.nnictl_utils import ROOT, Experiment
+from tests.nnictl_utils import ROOT, Experiment, suite_home
 
 SMOKE = ROOT / "experiments" / "pruning" / "config.hyperband.smoke.yml"
 FULL = ROOT / "experiments" / "pruning" / "config.hyperband.yml"
@@ -21,7 +21,7 @@ def test_hyperband_configs_use_the_fixed_advisor():
 
 @pytest.mark.e2e
 def test_hyperband_smoke_experiment_runs_to_the_end(tmp_path, tmp_path_factory):
-    home = {"NNI_SUITE_HOME": str(tmp_path_factory.getbasetemp() / "smoke-suite-home")}  # shared smoke baseline
+    home = {"NNI_SUITE_HOME": str(suite_home(tmp_path_factory.getbasetemp()))}  # shared smoke baseline
     with Experiment(SMOKE, tmp_path, env=home) as exp:
         # 3 trials, slow on a busy 2-core CI box; NNI's stock Hyperband would stay RUNNING forever (a timeout).
         trials = exp.run_to_end(n_trials=3, timeout_s=1500)

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from common.data import SYNTHETIC_CLASSES
-from tests.nnictl_utils import ROOT, Experiment, free_port
+from tests.nnictl_utils import ROOT, Experiment, free_port, suite_home
 
 SSHD = Path("/usr/sbin/sshd")
 SMOKE = ROOT / "experiments" / "pruning" / "config.smoke.yml"
@@ -50,7 +50,7 @@ def sshd(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     (d / "authorized_keys").write_text((d / "user_key.pub").read_text())
     remote_home = tmp_path / "remote-home"  # the "remote" user's home: NNI keeps ~/nni-experiments there
     remote_home.mkdir()
-    suite_home = tmp_path_factory.getbasetemp() / "smoke-suite-home"  # "shared storage": the smoke cache
+    shared = suite_home(tmp_path_factory.getbasetemp())  # "shared storage": the smoke cache
     port = free_port()
     (d / "sshd_config").write_text(f"""\
 Port {port}
@@ -67,7 +67,7 @@ StrictModes no
 Subsystem sftp internal-sftp
 # What the remote machine's environment would hold: HOME keeps NNI's files in this test's tmp dir; pip
 # must not reach an index (NNI's worker runs `pip install nni --upgrade`); the cache is "shared storage".
-SetEnv HOME={remote_home} PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 NNI_SUITE_HOME={suite_home}
+SetEnv HOME={remote_home} PIP_NO_INDEX=1 PIP_DISABLE_PIP_VERSION_CHECK=1 NNI_SUITE_HOME={shared}
 LogLevel ERROR
 """)
     if os.geteuid() == 0:
@@ -85,7 +85,7 @@ LogLevel ERROR
                 assert time.time() < deadline, "sshd did not listen within 30 s"
                 time.sleep(0.2)
         yield {"port": port, "user": getpass.getuser(), "key": d / "user_key", "home": remote_home,
-               "suite_home": suite_home}
+               "suite_home": shared}
     finally:
         # NNI's remote trial keeper runs detached (its own process group, pid in trial_keeper.pid):
         # stop it and its trials first, then sshd.

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from common.cache import ArtifactCache
-from tests.nnictl_utils import ROOT, Experiment
+from tests.nnictl_utils import ROOT, Experiment, suite_home
 
 SMOKE = ROOT / "experiments" / "pruning" / "config.smoke.yml"
 KEY = {"stage": "dense", "seed": 0}
@@ -27,7 +27,7 @@ KEY = {"stage": "dense", "seed": 0}
 
 def shared_smoke_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """One artifact cache for this session's smoke experiments: the smoke baseline is trained once."""
-    return {"NNI_SUITE_HOME": str(tmp_path_factory.getbasetemp() / "smoke-suite-home")}
+    return {"NNI_SUITE_HOME": str(suite_home(tmp_path_factory.getbasetemp()))}
 
 
 @pytest.mark.e2e

@@ -125,7 +125,9 @@ def _nas() -> list[Config]:
           notes={"trialConcurrency": ONE_GPU,
                  "maxTrialNumber": "2/3 of the 72 candidates; repeats of an architecture load from the cache"}),
         v("config.cpu.yml", "nas-ea-cpu", NAS_CPU, tuner=evolved),
-        v("config.smoke.yml", "nas-ea-smoke", NAS_SMOKE, duration="30m", tuner=evolved),
+        v("config.smoke.yml", "nas-ea-smoke", NAS_SMOKE, trials=4, duration="30m",
+          tuner=noted(evolution(2), "population_size", "< maxTrialNumber, so 2 trials are evolved from the first 2",
+                      column=27)),
     ]
 
 
@@ -135,7 +137,7 @@ def _nas_rl() -> list[Config]:  # the EA search's trials and sub-spaces (tests/t
     return [
         v("config.yml", "nas-rl-full", NAS_FULL, trials=48, space="../nas/search_space.json", tuner=REINFORCE_FULL),
         v("config.cpu.yml", "nas-rl-cpu", NAS_CPU),
-        v("config.smoke.yml", "nas-rl-smoke", NAS_SMOKE, duration="30m"),
+        v("config.smoke.yml", "nas-rl-smoke", NAS_SMOKE, trials=4, duration="30m"),
     ]
 
 
@@ -518,7 +520,7 @@ minutes each. --compare-baseline loads the cached dense ResNet-18 (experiments/b
     "nas/config.smoke.yml": """\
 Offline CPU smoke run of the EA architecture search: synthetic data, 3 epochs, narrow candidates
 (depth x activation x kernel at width 16, one block per stage: search_space.smoke.json),
-6 trials in a few minutes.
+4 trials in a few minutes.
   nnictl create --config experiments/nas/config.smoke.yml --port 8080
   python3 -m common.cli.nas export <experiment-id> --out best_arch.json
 `default` = val_acc, penalised above 250k parameters (common/objective.py). Smoke accuracies only
@@ -545,7 +547,7 @@ come from the cache. --compare-baseline loads the cached dense ResNet-18 (experi
     "nas_rl/config.smoke.yml": """\
 Offline CPU smoke run of the reinforcement-learning (REINFORCE) architecture search: the same
 trial, sub-space and objective as experiments/nas/config.smoke.yml, a policy-gradient tuner
-(common/rl_tuner.py) instead of Evolution. 6 trials in a few minutes.
+(common/rl_tuner.py) instead of Evolution. 4 trials in a few minutes.
   nnictl create --config experiments/nas_rl/config.smoke.yml --port 8080
   python3 -m common.cli.nas export <experiment-id> --out best_arch.json
 Smoke accuracies only show that the pipeline works; they say nothing about CIFAR-10.

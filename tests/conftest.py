@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import pickle
 import urllib.error
 from dataclasses import dataclass
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# One intra-op thread in this process, its xdist workers and every trial they start (the variable reaches torch,
+# ONNX Runtime's and OpenVINO's OpenMP pools and nnictl's trials): pyproject.toml runs the suite on 2 workers, and
+# two processes of two spinning OpenMP threads each on 2 cores thrash (a training step 6x slower, measured).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 CIFAR10_LABEL_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -212,3 +218,47 @@ def fake_fashion_mnist(tmp_path: Path, offline: None) -> FakeFashionMnist:
         write_idx(gz_dir / f"{prefix}-images-idx3-ubyte.gz", x)
         write_idx(gz_dir / f"{prefix}-labels-idx1-ubyte.gz", y.astype(np.uint8))
     return FakeFashionMnist(gz_dir, train_x, train_y, test_x, test_y)
+
+
+# The small CIFAR-style ResNet both real-image int8 test modules quantize (blocks [1, 1], widths [16, 32]).
+SMALL_RESNET = {"blocks": [1, 1], "widths": [16, 32]}
+
+
+@dataclass(frozen=True)
+class SmallFashionResnet:
+    """`small_fashion_resnet`'s model, trained once per pytest run, and the data folder it was trained from."""
+
+    state: dict
+    num_classes: int
+    in_channels: int
+    data_dir: Path
+
+    def model(self):
+        """A fresh copy in eval mode: a test may quantize or fine-tune it without touching the others'."""
+        from common.models import build_model
+
+        model = build_model(SMALL_RESNET, self.num_classes, in_channels=self.in_channels)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_fashion_resnet(tmp_path_factory: pytest.TempPathFactory) -> SmallFashionResnet:
+    """A small ResNet trained briefly on 3,000 real Fashion-MNIST images (seed 0; ~0.55 validation accuracy):
+    real, confident predictions, unlike the synthetic smoke data. The validation split depends on the seed only,
+    so every test may load its own number of held-out images from `data_dir`."""
+    import torch
+
+    from common.data import load_splits, make_loaders
+    from common.models import build_model
+    from common.train import TrainConfig, fit
+
+    data_dir = tmp_path_factory.mktemp("fmnist") / "data"
+    splits = load_splits("fashion-mnist", data_dir, train_limit=3000, eval_limit=256)
+    torch.manual_seed(0)
+    in_channels = splits.train_images.shape[1]
+    model = build_model(SMALL_RESNET, splits.num_classes, in_channels=in_channels)
+    fit(model, make_loaders(splits, 64)["train"], TrainConfig(epochs=4, lr=0.05, print_freq=1000),
+        print_fn=lambda s: None)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return SmallFashionResnet(state, splits.num_classes, in_channels, data_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+SSHD = Path("/usr/sbin/sshd")  # Debian's openssh-server: tests/test_e2e_remote.py's "remote machine"
 
 
 def free_port() -> int:
@@ -26,7 +27,11 @@ def free_port() -> int:
 
 def suite_home(basetemp: Path) -> Path:
     """The smoke artifact cache of the whole pytest run (`basetemp`: pytest's base temp dir): entries are keyed by
-    content, so experiments share the smoke baseline exactly as a user's experiments do, built once."""
+    content, so experiments share the smoke baseline exactly as a user's experiments do, built once. Under
+    pytest-xdist each worker's basetemp is a folder of the run's, and the workers share the run's cache (its
+    entries are built under a lock, as concurrent trials build them)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        basetemp = basetemp.parent
     return basetemp / "smoke-suite-home"
 
 

@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.data import SYNTHETIC_CLASSES
-from tests.nnictl_utils import ROOT, Experiment, free_port, suite_home
+from tests.nnictl_utils import ROOT, SSHD, Experiment, free_port, suite_home
+from tests.test_e2e_pruning import CONFIG as SMOKE
+from tests.test_e2e_pruning import check_pruning_trials
 
-SSHD = Path("/usr/sbin/sshd")
-SMOKE = ROOT / "experiments" / "pruning" / "config.smoke.yml"
 REMOTE = ROOT / "experiments" / "pruning" / "config.remote.yml"
 
 pytestmark = [
@@ -102,12 +101,11 @@ def test_pruning_smoke_experiment_over_ssh(tmp_path, sshd):
     machine.update(host="127.0.0.1", port=sshd["port"], user=sshd["user"], sshKeyFile=str(sshd["key"]),
                    pythonPath=str(Path(sys.executable).parent))  # the remote side must find this Python with nni
     service.update(machineList=[machine], nniManagerIp="127.0.0.1")
-    with Experiment(SMOKE, tmp_path, trainingService=service, maxTrialNumber=2) as exp:
-        trials = exp.run_to_end(n_trials=2, timeout_s=900)
+    # 3 of the config's trials: this is also the pruning smoke experiment's end-to-end run (tests/test_e2e_pruning.py)
+    with Experiment(SMOKE, tmp_path, trainingService=service, maxTrialNumber=3) as exp:
+        trials = exp.run_to_end(n_trials=3, timeout_s=900)
         remote_trials = list(sshd["home"].glob("nni-experiments/*/environments/*/trials/*/trial.log"))
-        assert len(remote_trials) == 2, "the trials must have run on the SSH side, under the remote user's home"
+        assert len(remote_trials) == 3, "the trials must have run on the SSH side, under the remote user's home"
+        check_pruning_trials(exp, trials)
         for t in trials:
-            r = t["result"]
-            assert r["profile"] == "smoke" and r["accuracy"] == r["test_acc"] and r["params_ratio"] < 1.0
-            assert r["dense_test_acc"] > 3 / SYNTHETIC_CLASSES  # the smoke baseline learned (~0.6; chance 0.1)
-            assert r["cache_dir"] == str(sshd["suite_home"] / "artifacts")  # the remote environment's cache
+            assert t["result"]["cache_dir"] == str(sshd["suite_home"] / "artifacts")  # the remote side's cache

@@ -16,9 +16,8 @@ from common import portability
 from common.cpu import deployed_weight_bits
 from common.data import FASHION_MNIST_SYSTEM_DIR, load_splits, make_loaders
 from common.deploy import deploy_int8, qdq_reference, runtime_module
-from common.models import build_model
 from common.quantization import dequantized_model, quantize_model, take_inputs
-from common.train import TrainConfig, evaluate, fit, predict
+from common.train import TrainConfig, evaluate, predict
 
 pytestmark = [
     pytest.mark.skipif(not FASHION_MNIST_SYSTEM_DIR.is_dir(),
@@ -27,19 +26,15 @@ pytestmark = [
                        reason=f"{portability.unavailable_reason()}"),
 ]
 
-SMALL = {"blocks": [1, 1], "widths": [16, 32]}
 IMAGES = 256  # per file and runtime under emulation
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
+def deployed(small_fashion_resnet, tmp_path_factory):
     """Per grid, the deployed file and the held-out images (normalised, as the runtimes take them)."""
     tmp = tmp_path_factory.mktemp("portable")
-    splits = load_splits("fashion-mnist", tmp / "data", train_limit=3000, eval_limit=IMAGES)
-    torch.manual_seed(0)
-    model = build_model(SMALL, splits.num_classes, in_channels=splits.train_images.shape[1])
-    loaders = make_loaders(splits, 64)
-    fit(model, loaders["train"], TrainConfig(epochs=4, lr=0.05, print_freq=1000), print_fn=lambda s: None)
+    splits = load_splits("fashion-mnist", small_fashion_resnet.data_dir, train_limit=3000, eval_limit=IMAGES)
+    model, loaders = small_fashion_resnet.model(), make_loaders(splits, 64)
     assert evaluate(model, loaders["val"])["accuracy"] > 0.5  # real learning (chance: 0.1)
     example = next(iter(loaders["train"]))[0][:2].float()
     files = {}

@@ -8,32 +8,21 @@ exact) and against NNI's simulation (the file is NNI's model).
 """
 
 import pytest
-import torch
 
 from common.cpu import cpu_info, deployed_weight_bits, resolve_int8_scheme
 from common.data import FASHION_MNIST_SYSTEM_DIR, load_splits, make_loaders
 from common.deploy import deploy_int8, qdq_reference
-from common.models import build_model
 from common.quantization import dequantized_model, quantize_model, take_inputs
-from common.train import TrainConfig, evaluate, fit, predict
+from common.train import TrainConfig, evaluate, predict
 
 pytestmark = pytest.mark.skipif(not FASHION_MNIST_SYSTEM_DIR.is_dir(),
                                 reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)")
 
-SMALL = {"blocks": [1, 1], "widths": [16, 32]}
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fmnist")
-    splits = load_splits("fashion-mnist", tmp / "data", train_limit=3000, eval_limit=400)
-    torch.manual_seed(0)
-    model = build_model(SMALL, splits.num_classes, in_channels=splits.train_images.shape[1])
-    fit(model, make_loaders(splits, 64)["train"], TrainConfig(epochs=4, lr=0.05, print_freq=1000),
-        print_fn=lambda s: None)
+def trained(small_fashion_resnet, tmp_path_factory):
     # Quantization-aware fine-tuning and calibration on 640 of the training images keep 8 trials short.
-    small = load_splits("fashion-mnist", tmp / "data", train_limit=640, eval_limit=400)
-    return model.eval(), make_loaders(small, 64), tmp
+    small = load_splits("fashion-mnist", small_fashion_resnet.data_dir, train_limit=640, eval_limit=400)
+    return small_fashion_resnet.model(), make_loaders(small, 64), tmp_path_factory.mktemp("int8")
 
 
 @pytest.mark.parametrize("algorithm", ["ptq", "qat", "lsq", "dorefa"])

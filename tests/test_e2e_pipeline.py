@@ -16,9 +16,11 @@ from tests.nnictl_utils import ROOT, Experiment, suite_home
 
 CONFIG = ROOT / "experiments" / "pipeline" / "config.smoke.yml"
 # The smoke config's budget is `--max-latency-ratio-b64 0.1`. Measured on the smoke profile's 16x16 images (an AMD
-# EPYC Zen 3, AVX2, loaded): 20% sparsity + int8 runs at 0.22 of dense, 80% at 0.06. The test sets 0.12, near their
-# geometric mean, so that a CPU with faster int8 kernels (VNNI) cannot move either trial across the line.
-BUDGET = 0.12
+# EPYC Zen 3, AVX2): 20% sparsity + int8 runs at 0.22 of dense, 80% at 0.06 with the suite in one process; 0.18
+# and 0.04 on its two xdist workers (the dense model slows more beside another process). The config's own 0.1 is
+# at least 1.67x from every one of them, so neither a CPU with faster int8 kernels (VNNI) nor a busy neighbour
+# moves a trial across the line.
+BUDGET = 0.1
 # Every stage's metrics: dense ResNet-18, the trained architecture, pruned, NNI's simulation, deployed int8.
 STAGES = ("dense", "arch", "pruned", "sim", "int8")
 STAGE_KEYS = {f"{stage}_{split}_acc" for stage in STAGES for split in ("val", "test")}

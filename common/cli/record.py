@@ -1,0 +1,119 @@
+"""Record experiments one after the other on this CPU, as results/ are recorded: each config through
+`nnictl create`, waited for until its trials end, then stopped, so no two experiments share the CPU (their
+latencies would be contended) and a cached model built by one is there for the next. Each experiment's id is
+appended to `--ids` as it ends, so a recording that dies after hours keeps what finished.
+
+    python3 -m common.cli.record experiments/baseline/config.cpu.yml experiments/quant/config.cpu.yml \\
+        --ids recording.txt
+    python3 -m common.cli.record experiments/quant/config.cpu.yml --search-space headline.json \\
+        --trial-args "--portability-check avx2"
+    python3 -m common.cli.report $(cut -d' ' -f2 recording.txt) --out results/cpu
+
+`--search-space` and `--trial-args` apply to every config given: run the command once per variation.
+Start it in the background (`nohup ... &`); `nnictl stop <id>` ends the experiment running, and the recording
+goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+ENDED = ("DONE", "STOPPED", "ERROR")
+
+
+def prepared_config(config: Path, workdir: Path, search_space: Path | None = None, trial_args: str = "") -> Path:
+    """`config` itself, or a copy in `workdir` with another search space and/or more trial flags (its relative
+    paths made absolute, as nnictl resolves them against the config's folder)."""
+    if search_space is None and not trial_args:
+        return config
+    cfg = yaml.safe_load(config.read_text())
+    base = config.parent
+    cfg["searchSpaceFile"] = str((search_space or base / cfg["searchSpaceFile"]).resolve())
+    cfg["trialCodeDirectory"] = str((base / cfg.get("trialCodeDirectory", ".")).resolve())
+    for algo in ("tuner", "assessor", "advisor"):  # a custom algorithm's codeDirectory is relative too
+        if isinstance(cfg.get(algo), dict) and "codeDirectory" in cfg[algo]:
+            cfg[algo]["codeDirectory"] = str((base / cfg[algo]["codeDirectory"]).resolve())
+    cfg["trialCommand"] = " ".join([*cfg["trialCommand"].split(), *trial_args.split()])
+    copy = workdir / f"{config.parent.name}-{config.name}"
+    copy.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return copy
+
+
+def _get(port: int, path: str):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0) -> str:
+    """The experiment's status once its trials have ended. NNI reports NO_MORE_TRIAL while the last trials still
+    run, and flips it to DONE a moment after they end; a manager that never flips it counts as DONE after
+    `settle_s` with nothing waiting or running."""
+    idle_since = None
+    while True:
+        status = _get(port, "check-status")["status"]
+        if status in ENDED:
+            return status
+        if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING")
+                                             for j in _get(port, "trial-jobs")):
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > settle_s:
+                return "DONE"
+        time.sleep(poll_s)
+
+
+def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
+    """`nnictl create` the config, wait for its trials, `nnictl stop` it; returns (experiment id, final status)."""
+    nnictl = shutil.which("nnictl")
+    if nnictl is None:
+        raise SystemExit("nnictl is not on PATH: python3 -m pip install -r requirements.txt")
+    created = subprocess.run([nnictl, "create", "--config", str(config), "--port", str(port)],
+                             capture_output=True, text=True)
+    if created.returncode != 0:
+        raise SystemExit(f"nnictl create --config {config} failed:\n{created.stdout[-2000:]}{created.stderr[-2000:]}")
+    exp_id = _get(port, "experiment")["id"]  # from the manager on our port, not nnictl's coloured text
+    try:
+        status = wait_until_ended(port, poll_s)
+    except (urllib.error.URLError, ConnectionError):  # the manager went away: stopped by hand, or it died
+        status = "STOPPED"
+    subprocess.run([nnictl, "stop", exp_id], capture_output=True)
+    return exp_id, status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m common.cli.record", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", type=Path, help="experiment configs, run in this order")
+    parser.add_argument("--ids", type=Path, default=Path("recording.txt"),
+                        help="appended as each experiment ends: '<config> <id> <status>' (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="the NNI manager's port (default: %(default)s)")
+    parser.add_argument("--search-space", type=Path, help="run every config on this search space instead")
+    parser.add_argument("--trial-args", default="", help="flags appended to every config's trialCommand")
+    parser.add_argument("--poll", type=float, default=10.0, help="seconds between status queries")
+    args = parser.parse_args(argv)
+    for path in [*args.configs, *([args.search_space] if args.search_space else [])]:
+        if not path.is_file():
+            parser.error(f"{path}: no such file")
+    with tempfile.TemporaryDirectory(prefix="record-") as tmp:
+        for config in args.configs:
+            prepared = prepared_config(config, Path(tmp), args.search_space, args.trial_args)
+            exp_id, status = record(prepared, args.port, args.poll)
+            with open(args.ids, "a") as f:
+                f.write(f"{config} {exp_id} {status}\n")
+            print(f"{config}: experiment {exp_id} {status}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

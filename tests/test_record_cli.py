@@ -1,0 +1,82 @@
+"""`python3 -m common.cli.record`: experiments one after the other through nnictl, each stopped when its trials
+end, ids written as they end. The trials are a script that reports its parameters and the time, so the test
+measures the orchestration (seconds), not training."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from common.cli.record import main, prepared_config
+from tests.nnictl_utils import ROOT, free_port
+
+REPORT = '''
+import sys, time
+import nni
+params = nni.get_next_parameter()
+nni.report_final_result({"default": 0.0, "params": params, "argv": sys.argv[1:], "start": time.time()})
+'''
+
+
+def _config(tmp_path: Path, name: str, trials: int) -> Path:
+    """A local GridSearch config over `trials` values of x, its trial the script above, its NNI files in tmp_path."""
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "report.py").write_text(REPORT)
+    (folder / "space.json").write_text(json.dumps({"x": {"_type": "choice", "_value": list(range(trials))}}))
+    (folder / "config.yml").write_text(yaml.safe_dump({
+        "experimentName": name, "searchSpaceFile": "space.json", "trialCodeDirectory": ".",
+        "trialCommand": "python3 report.py", "trialConcurrency": 1, "maxTrialNumber": trials,
+        "experimentWorkingDirectory": str(tmp_path / "nni-experiments"), "tuner": {"name": "GridSearch"},
+        "trainingService": {"platform": "local"}}))
+    return folder / "config.yml"
+
+
+def _finals(tmp_path: Path, exp_id: str) -> list[dict]:
+    db = tmp_path / "nni-experiments" / exp_id / "db" / "nni.sqlite"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT data FROM MetricData WHERE type = 'FINAL'").fetchall()
+    return [json.loads(json.loads(data)) for (data,) in rows]
+
+
+@pytest.mark.e2e
+def test_records_each_experiment_to_its_end_one_after_the_other(tmp_path):
+    first, second = _config(tmp_path, "first", 2), _config(tmp_path, "second", 1)
+    space = tmp_path / "other_space.json"
+    space.write_text(json.dumps({"x": {"_type": "choice", "_value": [7]}}))
+    ids = tmp_path / "recording.txt"
+    assert main([str(first), "--ids", str(ids), "--port", str(free_port()), "--poll", "1"]) == 0
+    assert main([str(second), "--ids", str(ids), "--port", str(free_port()), "--poll", "1",
+                 "--search-space", str(space), "--trial-args", "--portability-check avx2"]) == 0
+
+    lines = [line.split() for line in ids.read_text().splitlines()]
+    assert [(cfg, status) for cfg, _, status in lines] == [(str(first), "DONE"), (str(second), "DONE")]
+    registry = json.loads((Path.home() / "nni-experiments" / ".experiment").read_text())
+    results = {}
+    for _, exp_id, _ in lines:
+        assert registry[exp_id]["status"] == "STOPPED"  # each stopped: no manager left holding a port
+        results[exp_id] = _finals(tmp_path, exp_id)
+    (a, b) = results.values()
+    assert sorted(r["params"]["x"] for r in a) == [0, 1] and [r["params"]["x"] for r in b] == [7]
+    assert b[0]["argv"] == ["--portability-check", "avx2"]
+    assert max(r["start"] for r in a) < b[0]["start"]  # the second began after the first had ended
+
+
+def test_an_unchanged_config_is_used_as_it_is_and_a_changed_one_resolves_its_paths(tmp_path):
+    config = ROOT / "experiments" / "quant" / "config.cpu.yml"
+    assert prepared_config(config, tmp_path) == config
+    copy = yaml.safe_load(prepared_config(config, tmp_path, trial_args="--seed 1").read_text())
+    assert copy["trialCommand"].endswith("--dataset fashion-mnist --seed 1")
+    assert copy["searchSpaceFile"] == str(config.parent / "search_space.json")
+    assert copy["trialCodeDirectory"] == str(ROOT)
+
+
+def test_a_missing_config_fails_before_anything_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nope.yml"), "--ids", str(tmp_path / "ids.txt")])
+    assert "nope.yml: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "ids.txt").exists()

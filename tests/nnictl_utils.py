@@ -9,11 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import yaml
+
+from common.cli.record import absolute_paths, manager_get, wait_until_ended
 
 ROOT = Path(__file__).resolve().parents[1]
 SSHD = Path("/usr/sbin/sshd")  # Debian's openssh-server: tests/test_e2e_remote.py's "remote machine"
@@ -51,13 +51,7 @@ class Experiment:
     def __init__(self, config: Path, tmp_path: Path, *, env: dict[str, str] | None = None, **overrides) -> None:
         self.port = free_port()
         self.tmp = tmp_path
-        cfg = yaml.safe_load(config.read_text())
-        base = config.parent
-        cfg["searchSpaceFile"] = str((base / cfg["searchSpaceFile"]).resolve())
-        cfg["trialCodeDirectory"] = str((base / cfg.get("trialCodeDirectory", ".")).resolve())
-        for algo in ("tuner", "assessor", "advisor"):  # a custom algorithm's codeDirectory is relative too
-            if isinstance(cfg.get(algo), dict) and "codeDirectory" in cfg[algo]:
-                cfg[algo]["codeDirectory"] = str((base / cfg[algo]["codeDirectory"]).resolve())
+        cfg = absolute_paths(yaml.safe_load(config.read_text()), config.parent)
         cfg["experimentWorkingDirectory"] = str(tmp_path / "nni-experiments")
         cfg.update(overrides)
         self.config = tmp_path / "config.yml"
@@ -85,26 +79,14 @@ class Experiment:
             print(f"warning: could not stop experiment {target}: {err}")
 
     def api(self, path: str):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v1/nni/{path}", timeout=10) as r:
-            return json.loads(r.read())
+        return manager_get(self.port, path)
 
     def wait(self, timeout_s: float) -> str:
-        """Wait until the experiment ends; return its final status (DONE, ERROR, ...)."""
-        deadline = time.time() + timeout_s
-        status, idle_since = "UNKNOWN", None
-        while time.time() < deadline:
-            status = self.api("check-status")["status"]
-            if status in ("DONE", "STOPPED", "ERROR"):
-                return status
-            if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING")
-                                                 for j in self.api("trial-jobs")):
-                # The manager flips NO_MORE_TRIAL to DONE a moment after the last trial ends; give it that
-                # moment instead of racing it, but do not wait forever on a manager that never does.
-                idle_since = idle_since or time.time()
-                if time.time() - idle_since > 60:
-                    return status
-            time.sleep(3)
-        raise TimeoutError(f"experiment {self.id} still {status} after {timeout_s:.0f}s; logs in {self.tmp}")
+        """Wait until the experiment ends; return its final status (DONE, ERROR, ...; common.cli.record's rule)."""
+        try:
+            return wait_until_ended(self.port, poll_s=3, timeout_s=timeout_s)
+        except TimeoutError as err:
+            raise TimeoutError(f"experiment {self.id}: {err}; logs in {self.tmp}") from None
 
     def run_to_end(self, n_trials: int, timeout_s: float) -> list[dict]:
         """Wait for the end; assert the experiment is DONE with `n_trials` trials, all SUCCEEDED (failed trials'

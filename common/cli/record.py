@@ -33,44 +33,54 @@ import yaml
 ENDED = ("DONE", "STOPPED", "ERROR")
 
 
-def prepared_config(config: Path, workdir: Path, search_space: Path | None = None, trial_args: str = "") -> Path:
-    """`config` itself, or a copy in `workdir` with another search space and/or more trial flags (its relative
-    paths made absolute, as nnictl resolves them against the config's folder)."""
-    if search_space is None and not trial_args:
-        return config
-    cfg = yaml.safe_load(config.read_text())
-    base = config.parent
-    cfg["searchSpaceFile"] = str((search_space or base / cfg["searchSpaceFile"]).resolve())
+def absolute_paths(cfg: dict, base: Path) -> dict:
+    """`cfg` (a parsed experiment config from folder `base`) with its relative paths made absolute, as nnictl
+    resolves them against the config's folder: a copy written elsewhere then starts the same experiment."""
+    cfg = dict(cfg)
+    cfg["searchSpaceFile"] = str((base / cfg["searchSpaceFile"]).resolve())
     cfg["trialCodeDirectory"] = str((base / cfg.get("trialCodeDirectory", ".")).resolve())
     for algo in ("tuner", "assessor", "advisor"):  # a custom algorithm's codeDirectory is relative too
         if isinstance(cfg.get(algo), dict) and "codeDirectory" in cfg[algo]:
-            cfg[algo]["codeDirectory"] = str((base / cfg[algo]["codeDirectory"]).resolve())
+            cfg[algo] = {**cfg[algo], "codeDirectory": str((base / cfg[algo]["codeDirectory"]).resolve())}
+    return cfg
+
+
+def prepared_config(config: Path, workdir: Path, search_space: Path | None = None, trial_args: str = "") -> Path:
+    """`config` itself, or a copy in `workdir` with another search space and/or more trial flags."""
+    if search_space is None and not trial_args:
+        return config
+    cfg = absolute_paths(yaml.safe_load(config.read_text()), config.parent)
+    if search_space is not None:
+        cfg["searchSpaceFile"] = str(search_space.resolve())
     cfg["trialCommand"] = " ".join([*cfg["trialCommand"].split(), *trial_args.split()])
     copy = workdir / f"{config.parent.name}-{config.name}"
     copy.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return copy
 
 
-def _get(port: int, path: str):
+def manager_get(port: int, path: str):
+    """GET `path` of the NNI manager's REST API on `port` (what nnictl's own status commands read)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=10) as r:
         return json.loads(r.read())
 
 
-def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0) -> str:
-    """The experiment's status once its trials have ended. NNI reports NO_MORE_TRIAL while the last trials still
-    run, and flips it to DONE a moment after they end; a manager that never flips it counts as DONE after
-    `settle_s` with nothing waiting or running."""
-    idle_since = None
-    while True:
-        status = _get(port, "check-status")["status"]
+def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, timeout_s: float | None = None) -> str:
+    """The experiment's status once its trials have ended (DONE, STOPPED or ERROR). NNI reports NO_MORE_TRIAL
+    while the last trials still run and flips it to DONE a moment after they end; a manager that never flips it
+    returns NO_MORE_TRIAL after `settle_s` with nothing waiting or running. TimeoutError after `timeout_s`."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    status, idle_since = "UNKNOWN", None
+    while deadline is None or time.monotonic() < deadline:
+        status = manager_get(port, "check-status")["status"]
         if status in ENDED:
             return status
         if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING")
-                                             for j in _get(port, "trial-jobs")):
+                                             for j in manager_get(port, "trial-jobs")):
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since > settle_s:
-                return "DONE"
+                return status
         time.sleep(poll_s)
+    raise TimeoutError(f"the experiment on port {port} is still {status} after {timeout_s:.0f}s")
 
 
 def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
@@ -82,7 +92,7 @@ def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
                              capture_output=True, text=True)
     if created.returncode != 0:
         raise SystemExit(f"nnictl create --config {config} failed:\n{created.stdout[-2000:]}{created.stderr[-2000:]}")
-    exp_id = _get(port, "experiment")["id"]  # from the manager on our port, not nnictl's coloured text
+    exp_id = manager_get(port, "experiment")["id"]  # from the manager on our port, not nnictl's coloured text
     try:
         status = wait_until_ended(port, poll_s)
     except (urllib.error.URLError, ConnectionError):  # the manager went away: stopped by hand, or it died

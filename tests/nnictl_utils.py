@@ -35,6 +35,16 @@ def suite_home(basetemp: Path) -> Path:
     return basetemp / "smoke-suite-home"
 
 
+def manager_processes(exp_id: str) -> list:
+    """The live NNI manager processes (node main.js) of experiment `exp_id`, as psutil.Process objects."""
+    import psutil
+
+    def is_ours(cmdline: list[str]) -> bool:
+        return any(a.endswith("main.js") for a in cmdline) and f"--experiment-id {exp_id}" in " ".join(cmdline)
+
+    return [p for p in psutil.process_iter(["cmdline"]) if is_ours(p.info["cmdline"] or [])]
+
+
 def nnictl(*args: str, env: dict | None = None, timeout: float = 120) -> str:
     exe = shutil.which("nnictl")
     assert exe, "nnictl is not on PATH: pip install -r requirements.txt"
@@ -124,12 +134,7 @@ class Experiment:
         """SIGKILL the NNI manager's process group: the manager, its dispatcher and its local trials die at
         once, as in a crash of the machine or session running them. nnictl starts the manager with
         setpgrp (nni/experiment/launcher.py), so the group is the manager's pid and holds nothing else."""
-        import psutil
-
-        def is_ours(cmdline: list[str]) -> bool:
-            return any(a.endswith("main.js") for a in cmdline) and f"--experiment-id {self.id}" in " ".join(cmdline)
-
-        managers = [p for p in psutil.process_iter(["cmdline"]) if is_ours(p.info["cmdline"] or [])]
+        managers = manager_processes(self.id)
         assert len(managers) == 1, f"expected one NNI manager for experiment {self.id}, found {len(managers)}"
         os.killpg(managers[0].pid, signal.SIGKILL)
         managers[0].wait(30)

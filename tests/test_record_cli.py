@@ -82,3 +82,27 @@ def test_a_missing_config_fails_before_anything_starts(tmp_path, capsys):
         main([str(tmp_path / "nope.yml"), "--ids", str(tmp_path / "ids.txt")])
     assert "nope.yml: no such file" in capsys.readouterr().err
     assert not (tmp_path / "ids.txt").exists()
+
+
+def test_a_busy_manager_is_asked_again_and_a_gone_one_ends_the_wait(monkeypatch):
+    import urllib.error
+
+    from common.cli import record
+
+    answers = iter([urllib.error.URLError("busy"), urllib.error.URLError("busy"), {"status": "DONE"}])
+
+    def busy(port, path):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(record, "manager_get", busy)
+    assert record.wait_until_ended(1, poll_s=0) == "DONE"  # two missed queries in a row are not the end
+
+    def gone(port, path):
+        raise urllib.error.URLError("connection refused")
+
+    monkeypatch.setattr(record, "manager_get", gone)
+    with pytest.raises(urllib.error.URLError):
+        record.wait_until_ended(1, poll_s=0)

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,18 +63,29 @@ def manager_get(port: int, path: str):
         return json.loads(r.read())
 
 
-def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, timeout_s: float | None = None) -> str:
+def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, timeout_s: float | None = None,
+                     unanswered: int = 3) -> str:
     """The experiment's status once its trials have ended (DONE, STOPPED or ERROR). NNI reports NO_MORE_TRIAL
     while the last trials still run and flips it to DONE a moment after they end; a manager that never flips it
-    returns NO_MORE_TRIAL after `settle_s` with nothing waiting or running. TimeoutError after `timeout_s`."""
+    returns NO_MORE_TRIAL after `settle_s` with nothing waiting or running. A manager busy enough to miss a query
+    is asked again; the error of `unanswered` missed queries in a row is raised (it is gone). TimeoutError after
+    `timeout_s`."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    status, idle_since = "UNKNOWN", None
+    status, idle_since, missed = "UNKNOWN", None, 0
     while deadline is None or time.monotonic() < deadline:
-        status = manager_get(port, "check-status")["status"]
+        try:
+            status = manager_get(port, "check-status")["status"]
+            jobs = manager_get(port, "trial-jobs") if status == "NO_MORE_TRIAL" else []
+        except OSError:  # URLError, a refused connection, a read timeout
+            missed += 1
+            if missed >= unanswered:
+                raise
+            time.sleep(poll_s)
+            continue
+        missed = 0
         if status in ENDED:
             return status
-        if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING")
-                                             for j in manager_get(port, "trial-jobs")):
+        if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since > settle_s:
                 return status
@@ -95,7 +105,7 @@ def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
     exp_id = manager_get(port, "experiment")["id"]  # from the manager on our port, not nnictl's coloured text
     try:
         status = wait_until_ended(port, poll_s)
-    except (urllib.error.URLError, ConnectionError):  # the manager went away: stopped by hand, or it died
+    except OSError:  # the manager stopped answering: stopped by hand, or it died
         status = "STOPPED"
     subprocess.run([nnictl, "stop", exp_id], capture_output=True)
     return exp_id, status

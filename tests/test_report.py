@@ -220,6 +220,21 @@ def test_header_names_each_cpu_and_warns_when_trials_ran_on_several(tmp_path):
         {"cpu_model": "Intel Xeon 8480+", "cpu_isa": "avx2+avx512f+avx512_vnni", "int8_schemes": ["full"], "trials": 1}]
 
 
+def test_headline_names_each_rows_cpu_only_when_rows_come_from_several():
+    from common.report import headline_markdown
+
+    def row(model, cpu):
+        return {"model": model, "seeds": 1, "accuracy": 0.9, "accuracy_std": 0.0, "delta": -0.01, "delta_std": 0.0,
+                "size_ratio": 0.25, "speedup_b1": 5.0, "speedup_b1_std": 0.0, "speedup_b64": 6.0,
+                "speedup_b64_std": 0.0, "portable_avx2": "yes", "cpu": cpu}
+
+    same = headline_markdown([row("QAT 8-bit from dense", "Xeon [avx512_vnni]"), row("dense", "Xeon [avx512_vnni]")])
+    assert "CPU |" not in same[0] and "Xeon" not in "\n".join(same)
+    mixed = headline_markdown([row("QAT 8-bit from dense", "AMD EPYC [avx2]"), row("dense", "Xeon [avx512_vnni]")])
+    assert mixed[0].endswith(" CPU |") and mixed[1].count("---") == 9
+    assert mixed[2].endswith("| yes | AMD EPYC [avx2] |") and mixed[3].endswith("| Xeon [avx512_vnni] |")
+
+
 def test_recorded_cpu_report_is_real_data_and_rebuilds_from_its_json(tmp_path):
     """results/cpu holds Fashion-MNIST trials only, and its report.md is what this code writes from its report.json
     (the docs' tables are generated from both: tests/test_docs.py)."""

@@ -44,10 +44,6 @@ def test_config_is_valid(path: Path, tmp_path: Path):
             validator = create_validator_instance(kind + "s", algo["name"])
             if validator is not None:
                 validator.validate_class_args(**algo.get("classArgs", {}))
-    tuner = raw["tuner"]
-    if "name" in tuner:  # what NNI's dispatcher does first: a space the tuner cannot read ends the experiment
-        space = json.loads((path.parent / raw["searchSpaceFile"]).read_text())
-        create_builtin_class_instance(tuner["name"], tuner.get("classArgs", {}), "tuners").update_search_space(space)
 
 
 def test_full_configs_run_without_gpu_and_gpu_variants_schedule_one_per_trial():
@@ -90,8 +86,20 @@ def _points(spec: dict) -> list:
     raise AssertionError(f"search space type {kind} is not covered by this test")
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_trial_accepts_every_value_of_its_search_space(path: Path, tuner):
+# Spaces no config names, run as `python3 -m common.cli.record CONFIG --search-space SPACE` (docs/results.md).
+RECORDING_SPACES = {"quant/search_space.headline.cpu.json": "quant/config.cpu.yml"}
+SPACE_RUNS = [(path, path.parent / yaml.safe_load(path.read_text())["searchSpaceFile"]) for path in CONFIGS] + [
+    (ROOT / "experiments" / config, ROOT / "experiments" / space) for space, config in RECORDING_SPACES.items()]
+
+
+def test_every_search_space_file_is_run_by_a_config_or_a_named_recording():
+    named = {space.resolve() for _, space in SPACE_RUNS}
+    assert sorted(set((ROOT / "experiments").glob("*/search_space*.json")) - named) == []
+
+
+@pytest.mark.parametrize("path,space_file", SPACE_RUNS,
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_trial_accepts_every_value_of_its_search_space(path: Path, space_file: Path, tuner):
     """A typo or an unsupported value in search_space.json fails here, not after an hour of trials."""
     from common.trial import parse_params
 
@@ -99,7 +107,10 @@ def test_trial_accepts_every_value_of_its_search_space(path: Path, tuner):
     command = shlex.split(raw["trialCommand"])
     assert command[0] == "python3" and command[1].startswith("trials/"), command
     parser = _trial_parser(ROOT / command[1])
-    space = json.loads((path.parent / raw["searchSpaceFile"]).read_text())
+    space = json.loads(space_file.read_text())
+    if "name" in raw["tuner"]:
+        create_builtin_class_instance(raw["tuner"]["name"], raw["tuner"].get("classArgs", {}),
+                                      "tuners").update_search_space(space)  # as NNI's dispatcher reads it
     # Per-stage keys only make a flag together (common/stagewise.py): the others' first values come along.
     stages = {key: _points(spec)[0] for key, spec in space.items() if STAGE_KEY.fullmatch(key)}
     for key, spec in space.items():

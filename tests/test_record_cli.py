@@ -106,3 +106,20 @@ def test_a_busy_manager_is_asked_again_and_a_gone_one_ends_the_wait(monkeypatch)
     monkeypatch.setattr(record, "manager_get", gone)
     with pytest.raises(urllib.error.URLError):
         record.wait_until_ended(1, poll_s=0)
+
+
+def test_a_tuner_out_of_trials_ends_the_wait_once_its_last_trial_has_ended(monkeypatch):
+    """A grid smaller than maxTrialNumber ends in TUNER_NO_MORE_TRIAL, which NNI never flips to DONE (a recording
+    of 4 grid points with maxTrialNumber 16 waited for ever before this)."""
+    from common.cli import record
+
+    jobs = iter([[{"status": "RUNNING"}], [{"status": "RUNNING"}], [{"status": "SUCCEEDED"}]])
+    asked = []
+
+    def manager(port, path):
+        asked.append(path)
+        return {"status": "TUNER_NO_MORE_TRIAL"} if path == "check-status" else next(jobs)
+
+    monkeypatch.setattr(record, "manager_get", manager)
+    assert record.wait_until_ended(1, poll_s=0, settle_s=0, timeout_s=5) == "TUNER_NO_MORE_TRIAL"
+    assert asked.count("trial-jobs") == 3  # not before the running trial had ended

@@ -30,6 +30,9 @@ from pathlib import Path
 import yaml
 
 ENDED = ("DONE", "STOPPED", "ERROR")
+# No trial will start: the trial budget is spent (NO_MORE_TRIAL) or the tuner has none left (TUNER_NO_MORE_TRIAL,
+# e.g. a grid smaller than maxTrialNumber, which NNI never flips to DONE).
+NO_MORE = ("NO_MORE_TRIAL", "TUNER_NO_MORE_TRIAL")
 
 
 def absolute_paths(cfg: dict, base: Path) -> dict:
@@ -67,15 +70,15 @@ def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, ti
                      unanswered: int = 3) -> str:
     """The experiment's status once its trials have ended (DONE, STOPPED or ERROR). NNI reports NO_MORE_TRIAL
     while the last trials still run and flips it to DONE a moment after they end; a manager that never flips it
-    returns NO_MORE_TRIAL after `settle_s` with nothing waiting or running. A manager busy enough to miss a query
-    is asked again; the error of `unanswered` missed queries in a row is raised (it is gone). TimeoutError after
-    `timeout_s`."""
+    (always so for TUNER_NO_MORE_TRIAL) returns its status after `settle_s` with nothing waiting or running. A
+    manager busy enough to miss a query is asked again; the error of `unanswered` missed queries in a row is raised
+    (it is gone). TimeoutError after `timeout_s`."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     status, idle_since, missed = "UNKNOWN", None, 0
     while deadline is None or time.monotonic() < deadline:
         try:
             status = manager_get(port, "check-status")["status"]
-            jobs = manager_get(port, "trial-jobs") if status == "NO_MORE_TRIAL" else []
+            jobs = manager_get(port, "trial-jobs") if status in NO_MORE else []
         except OSError:  # URLError, a refused connection, a read timeout
             missed += 1
             if missed >= unanswered:
@@ -85,7 +88,7 @@ def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, ti
         missed = 0
         if status in ENDED:
             return status
-        if status == "NO_MORE_TRIAL" and all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
+        if status in NO_MORE and all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since > settle_s:
                 return status

@@ -423,8 +423,13 @@ def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 
 def cpu_label(result: Mapping[str, Any]) -> str:
-    """The CPU a trial measured on, as the report's header names it (older records name none)."""
-    return f"{result['cpu_model']} [{result.get('cpu_isa', '?')}]" if "cpu_model" in result else "?"
+    """The CPU a trial measured on, short: its model and the widest int8 instructions its ISA has (the report's
+    header names the whole ISA; older records name no CPU)."""
+    if "cpu_model" not in result:
+        return "?"
+    isa = result.get("cpu_isa", "").split("+")
+    widest = next((f for f in ("amx_int8", "avx512_vnni", "avx_vnni", "avx512f", "avx2") if f in isa), "?")
+    return f"{result['cpu_model'].replace('(R)', '')} [{widest}]"
 
 
 def headline_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:

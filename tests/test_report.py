@@ -221,7 +221,7 @@ def test_header_names_each_cpu_and_warns_when_trials_ran_on_several(tmp_path):
 
 
 def test_headline_names_each_rows_cpu_only_when_rows_come_from_several():
-    from common.report import headline_markdown
+    from common.report import cpu_label, headline_markdown
 
     def row(model, cpu):
         return {"model": model, "seeds": 1, "accuracy": 0.9, "accuracy_std": 0.0, "delta": -0.01, "delta_std": 0.0,
@@ -233,6 +233,9 @@ def test_headline_names_each_rows_cpu_only_when_rows_come_from_several():
     mixed = headline_markdown([row("QAT 8-bit from dense", "AMD EPYC [avx2]"), row("dense", "Xeon [avx512_vnni]")])
     assert mixed[0].endswith(" CPU |") and mixed[1].count("---") == 9
     assert mixed[2].endswith("| yes | AMD EPYC [avx2] |") and mixed[3].endswith("| Xeon [avx512_vnni] |")
+    assert cpu_label({"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_isa": "avx2+avx512f+avx512_vnni+amx_int8"}) \
+        == "Intel Xeon Processor [amx_int8]"
+    assert cpu_label({"cpu_model": "AMD EPYC", "cpu_isa": "avx2"}) == "AMD EPYC [avx2]" and cpu_label({}) == "?"
 
 
 def test_recorded_cpu_report_is_real_data_and_rebuilds_from_its_json(tmp_path):

@@ -3,8 +3,10 @@ fine-tune → measure next to the dense model → report to NNI.
 
     python trials/prune.py --pruner fpgm --sparsity 0.5 --profile smoke
     python trials/prune.py --pruner fpgm --sparsity 0.5 --prune-schedule gradual --prune-steps 3   # 3 rounds
+    python trials/prune.py --pruner fpgm --stage-sparsity 0.2,0.4,0.6,0.7                          # per stage
 """
 
+from common import stagewise
 from common.pruning import add_pruning_arguments
 from common.stages import dense_stage, pruned_stage
 from common.trial import (
@@ -30,7 +32,8 @@ def main() -> None:
 
     dense, _ = dense_stage(ctx, "resnet18")
     pruned, info = pruned_stage(ctx, "resnet18", args.pruner, args.sparsity, schedule=args.prune_schedule,
-                                steps=args.prune_steps, report_epochs=True)
+                                steps=args.prune_steps, report_epochs=True,
+                                stage_sparsity=stagewise.parse("stage_sparsity", args.stage_sparsity))
 
     metrics = compression_metrics(ctx, pruned, dense)
     metrics["val_acc_before_finetune"] = info["val_acc_before_finetune"]  # gradual: after the first round's cut

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import sqlite3
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -90,8 +91,13 @@ def _parse_metric(data: str) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# What NNI 3.0 puts before each line a trial prints to stdout in trial.log: `[2026-12-08 02:55:22] PRINT `.
+_NNI_PRINT = re.compile(r"^\[[^]]*\] PRINT ")
+
+
 def last_log_line(trial_dir: str | Path | None, fallback: Iterable[Path] = ()) -> str:
-    """The last non-empty line of a trial's trial.log (in `trial_dir`, else the first of `fallback` that exists)."""
+    """The last non-empty line of a trial's trial.log (in `trial_dir`, else the first of `fallback` that exists),
+    without NNI's `[time] PRINT ` prefix: what the trial printed."""
     candidates = [Path(str(trial_dir).removeprefix("file://localhost:")) / "trial.log"] if trial_dir else []
     for path in [*candidates, *fallback]:
         try:
@@ -100,7 +106,7 @@ def last_log_line(trial_dir: str | Path | None, fallback: Iterable[Path] = ()) -
                 lines = [line.strip() for line in f.read().decode(errors="replace").splitlines() if line.strip()]
         except OSError:
             continue
-        return lines[-1] if lines else "(trial.log is empty)"
+        return _NNI_PRINT.sub("", lines[-1]) if lines else "(trial.log is empty)"
     return "(no trial.log found)"
 
 

@@ -83,7 +83,9 @@ def _experiment(tmp_path: Path, trials: dict[str, tuple[str, str, object]]) -> P
     for t, (trial_id, (event, last_line, final)) in enumerate(trials.items()):
         trial_dir = exp_dir / "environments" / "local-env" / "trials" / trial_id
         trial_dir.mkdir(parents=True)
-        (trial_dir / "trial.log").write_text(f"session: ...\n{last_line}\n")
+        # As NNI 3.0 writes a trial's stdout (copied from a real trial.log): `[time] PRINT <line>`.
+        (trial_dir / "trial.log").write_text(f"[2026-12-08 02:55:22] PRINT session: ...\n"
+                                             f"[2026-12-08 02:58:29] PRINT {last_line}\n")
         db.execute("INSERT INTO TrialJobEvent VALUES (?, ?, ?, NULL, ?, ?, NULL, 'local-env')",
                    (t, trial_id, event, str(trial_dir), t))
         if final is not None:

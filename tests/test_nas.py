@@ -252,7 +252,7 @@ def fake_manager(monkeypatch, tmp_path, exp_id="abcd1234", pid=None):
     rows = nnictl_export_rows() + [{"parameter": BEST, "value": json.dumps(result(BEST, 0.99)), "trialJobId": "fffff"}]
     log_dir = tmp_path / "trials" / "fffff"
     log_dir.mkdir(parents=True)
-    (log_dir / "trial.log").write_text("TRIAL FAILED: RuntimeError: out of memory\n")
+    (log_dir / "trial.log").write_text("[2026-12-08 02:55:22] PRINT TRIAL FAILED: RuntimeError: out of memory\n")
     jobs = [{"trialJobId": r["trialJobId"], "status": "FAILED" if r["trialJobId"] == "fffff" else "SUCCEEDED",
              "startTime": 10 * t, "sequenceId": t, "logPath": str(tmp_path / "trials" / r["trialJobId"]),
              "hyperParameters": [json.dumps({"parameter_id": t, "parameter_source": "algorithm",

@@ -175,7 +175,9 @@ def failed_registry(tmp_path: Path, exp_id: str = "fail0001") -> Path:
     for t, (trial_id, (params, reason)) in enumerate(trials.items()):
         trial_dir = exp_dir / "environments" / "local-env" / "trials" / trial_id
         trial_dir.mkdir(parents=True)
-        (trial_dir / "trial.log").write_text(f"session: ...\nTRIAL FAILED: {reason}\n\n")
+        # As NNI 3.0 writes a trial's stdout (copied from a real trial.log): `[time] PRINT <line>`.
+        (trial_dir / "trial.log").write_text(f"[2026-12-08 02:55:22] PRINT session: ...\n"
+                                             f"[2026-12-08 02:55:23] PRINT TRIAL FAILED: {reason}\n\n")
         log_path = str(trial_dir) if trial_id == "aaaaa" else None
         shown = json.dumps({"parameter_id": t, "parameter_source": "algorithm", "parameters": params})
         db.execute("INSERT INTO TrialJobEvent VALUES (?, ?, 'WAITING', ?, ?, ?, NULL, 'local-env')",

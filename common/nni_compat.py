@@ -10,15 +10,20 @@ a trial calls `quiet()` once when it starts (common.trial.run_main does).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+# torch is imported where it is used: NNI's dispatcher loads this module's tuners (below) and must connect to the
+# manager within 10 s, so it should not pay for torch's import.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def quiet() -> None:
@@ -80,6 +85,7 @@ def speedup_model(model: nn.Module, example_input: torch.Tensor, masks: dict) ->
     are static graphs (no data-dependent control flow), which is exactly what symbolic tracing
     covers, and ModelSpeedup accepts a ready `graph_module` by design. Nothing in NNI is modified.
     """
+    import torch
     from nni.compression.speedup import ModelSpeedup
 
     was_training = model.training
@@ -100,6 +106,7 @@ def dependency_aware_config(model: nn.Module, config_list: list[dict], example_i
     NNI's jit-based `auto_set_denpendency_group_ids` (sic) does this; without it each conv of a
     residual sum keeps different channels and speed-up cannot remove any of them.
     """
+    import torch
     from nni.compression.utils import auto_set_denpendency_group_ids
 
     was_training = model.training
@@ -123,6 +130,7 @@ def _safe_dorefa_gradient_hook(self, target_space) -> None:
     makes that 0/0 = NaN, the backward hook returns NaN, and the weights turn NaN within a step. Same
     quantize-dequantize as NNI; a sample with max |grad| = 0 keeps its (exactly zero) gradient.
     """
+    import torch
     from nni.compression.quantization.dorefa_quantizer import init_scale_zp
 
     bits = target_space.quant_bits
@@ -227,9 +235,142 @@ def _advisor_class(name: str) -> type:
     })
 
 
+# ------------------------------------------------------------------------------------------------
+# Tuners that survive a parameter id they no longer hold (issue #27). Use from an experiment config:
+#   tuner:
+#     codeDirectory: ../..                 # the repository root
+#     className: common.nni_compat.TPE     # or GridSearch, Evolution: NNI's tuner, same classArgs
+#
+# A trial that dies before it asks for its parameters (killed at start, an import error, a dropped connection)
+# leaves them in the manager's shared queue (training_service/v3/compat.js `parameters`), and the next trial takes
+# them (NNI #5693, #5726). The dead trial's end has already reached the tuner, so the later result arrives for
+# an id the tuner has forgotten: stock TPE raises KeyError (tpe_tuner.py:197), Evolution RuntimeError
+# (evolution_tuner.py:287), the dispatcher thread dies ("Dispatcher exiting") and the experiment stays RUNNING
+# with no trial ever started again.
+
+_TUNERS = {  # the name the configs use (NNI's builtin name) -> NNI's class
+    "TPE": "nni.algorithms.hpo.tpe_tuner.TpeTuner",
+    "GridSearch": "nni.algorithms.hpo.gridsearch_tuner.GridSearchTuner",
+    "Evolution": "nni.algorithms.hpo.evolution_tuner.EvolutionTuner",
+    "Random": "nni.algorithms.hpo.random_tuner.RandomTuner",
+}
+
+
+def _tuner_warning(message: str, *args) -> None:
+    # An nni.* logger: NNI's dispatcher writes those to dispatcher.log. Looked up at use, so importing this module
+    # registers no logger (tests/test_nni_compat.py checks that importing it changes nothing).
+    logging.getLogger("nni.tuner.compat").warning(message, *args)
+
+
+@dataclasses.dataclass
+class _IdBook:
+    """What a tuner has handed out and heard back, by parameter id."""
+
+    issued: dict = dataclasses.field(default_factory=dict)  # id -> parameters
+    ended: set = dataclasses.field(default_factory=set)
+    resulted: set = dataclasses.field(default_factory=set)
+    unrun: list = dataclasses.field(default_factory=list)  # ids whose trial succeeded: maybe without their result
+
+
+class ToleratesStaleIds:
+    """Mixin for an NNI `Tuner` (first base): a result or an end for an unknown, already-ended or repeated
+    parameter id is logged to dispatcher.log and absorbed instead of raised. A late result is still a real
+    measurement of the parameters NNI sent with it, so it reaches the tuner as imported data (`import_data`,
+    NNI's way to add results it did not ask for). Grid searches (`reissue_unrun`) hand out again a point whose
+    trial succeeded without reporting it (it ran another trial's parameters), so no grid point is lost silently
+    while the trial budget lasts."""
+
+    reissue_unrun = False
+
+    @property
+    def _ids(self) -> _IdBook:  # created on first use: tuners' own __init__ need not call this mixin's
+        return self.__dict__.setdefault("_id_book", _IdBook())
+
+    def generate_parameters(self, parameter_id: int, **kwargs):
+        params = self._next_unrun(parameter_id)
+        if params is None:
+            params = super().generate_parameters(parameter_id, **kwargs)
+        self._ids.issued[parameter_id] = params
+        return params
+
+    def _next_unrun(self, parameter_id: int) -> dict | None:
+        # Decided here, not at the trial's end: NNI delivers ends and results on two threads (msg_dispatcher_base
+        # enqueue_command), but the request for a new trial follows the ended trial's result on the same queue.
+        book = self._ids
+        while book.unrun:
+            ended = book.unrun.pop(0)
+            if ended not in book.resulted:
+                _tuner_warning("parameter id %s: handing out again the parameters of id %s, whose trial "
+                                     "succeeded without reporting them (it ran another trial's)", parameter_id, ended)
+                return book.issued[ended]
+        return None
+
+    def receive_trial_result(self, parameter_id: int, parameters: dict, value, **kwargs) -> None:
+        book = self._ids
+        if parameter_id in book.resulted:
+            _tuner_warning("parameter id %s: a second result %s ignored", parameter_id, value)
+            return
+        book.resulted.add(parameter_id)
+        if parameter_id in book.ended:
+            _tuner_warning("parameter id %s: result after its trial ended (NNI gave these parameters to a "
+                                 "later trial, #5693); taken as imported data", parameter_id)
+            self._import(parameters, value)
+        elif parameter_id in book.issued:
+            super().receive_trial_result(parameter_id, parameters, value, **kwargs)
+        else:  # not through generate_parameters (Evolution sends some itself): the tuner may know it, or not
+            try:
+                super().receive_trial_result(parameter_id, parameters, value, **kwargs)
+            except Exception as err:  # noqa: BLE001 - stock tuners raise on ids they do not hold
+                _tuner_warning("parameter id %s: unknown to the tuner (%s: %s); taken as imported data",
+                                     parameter_id, type(err).__name__, err)
+                self._import(parameters, value)
+
+    def trial_end(self, parameter_id: int, success: bool, **kwargs) -> None:
+        book = self._ids
+        if parameter_id in book.ended:
+            _tuner_warning("parameter id %s: a second trial end ignored", parameter_id)
+            return
+        book.ended.add(parameter_id)
+        if parameter_id in book.issued:
+            if self.reissue_unrun and success:
+                book.unrun.append(parameter_id)
+            super().trial_end(parameter_id, success, **kwargs)
+            return
+        try:
+            super().trial_end(parameter_id, success, **kwargs)
+        except Exception as err:  # noqa: BLE001 - as above
+            _tuner_warning("parameter id %s: end unknown to the tuner (%s: %s), ignored",
+                                 parameter_id, type(err).__name__, err)
+
+    def _import(self, parameters: dict, value) -> None:
+        try:
+            self.import_data([{"parameter": parameters, "value": value}])
+        except Exception as err:  # noqa: BLE001 - a tuner that cannot import loses one observation, not the run
+            _tuner_warning("the tuner could not import %s (%s: %s); dropped", parameters, type(err).__name__, err)
+
+
+def tolerates_stale_ids(tuner: type, name: str | None = None, module: str | None = None) -> type:
+    """`tuner` (an NNI Tuner class) wrapped by ToleratesStaleIds; as a class decorator it keeps the name."""
+    name = name or tuner.__name__
+    return type(name, (ToleratesStaleIds, tuner), {
+        "__module__": module or tuner.__module__, "__qualname__": name, "reissue_unrun": name == "GridSearch",
+        "__doc__": f"{tuner.__doc__}\n\nA parameter id it has forgotten is logged, not fatal (ToleratesStaleIds).",
+    })
+
+
+@functools.cache  # built once: `common.nni_compat.TPE is common.nni_compat.TPE`
+def _tuner_class(name: str) -> type:
+    import importlib
+
+    module, cls = _TUNERS[name].rsplit(".", 1)
+    return tolerates_stale_ids(getattr(importlib.import_module(module), cls), name, __name__)
+
+
 def __getattr__(name: str) -> type:
-    # PEP 562: `common.nni_compat.Hyperband` / `.BOHB` are built on first access, so the trials that
-    # import this module do not pay for NNI's HPO stack (scipy, pandas: seconds on a busy CPU).
-    if name not in _ADVISORS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return _advisor_class(name)
+    # PEP 562: the tuners and advisors are built on first access, so the trials that import this module do
+    # not pay for NNI's HPO stack (scipy, pandas: seconds on a busy CPU).
+    if name in _ADVISORS:
+        return _advisor_class(name)
+    if name in _TUNERS:
+        return _tuner_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,6 +34,7 @@ from typing import Any
 
 from nni.tuner import Tuner
 
+from common.nni_compat import tolerates_stale_ids
 from common.record import COST_KEYS
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def distribution(key: str, spec: Any):
                      f"{key!r} is {spec!r}")
 
 
+@tolerates_stale_ids  # a re-delivered parameter id is logged, not fatal (common/nni_compat.py)
 class ParetoTuner(Tuner):
     """NSGA-II over an NNI search space, minimising / maximising several result keys at once."""
 

@@ -41,9 +41,12 @@ import numpy as np
 from nni.tuner import Tuner
 from nni.utils import OptimizeMode, extract_scalar_reward
 
+from common.nni_compat import tolerates_stale_ids
+
 logger = logging.getLogger(__name__)
 
 
+@tolerates_stale_ids  # a re-delivered parameter id is logged, not fatal (common/nni_compat.py)
 class ReinforceTuner(Tuner):
     """REINFORCE policy over an NNI `choice` search space (see the module docstring)."""
 

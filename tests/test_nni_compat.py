@@ -283,3 +283,123 @@ def test_bohb_promotes_the_best_config_too(offline_dispatcher):
         _finish(advisor, job, value, f"T{i}")
     promoted = [j for j in _request(advisor, 1) if j["parameters"]]
     assert promoted[0]["parameters"] == {**first[1]["parameters"], "TRIAL_BUDGET": 3}
+
+
+# ------------------------------------------------------------------------------------------------
+# Tuners and a re-delivered parameter id (issue #27). The chain, as the NNI manager sends it: trial A (form id 0)
+# dies before it asks for its parameters, its end reaches the tuner; trial B (form id 1) takes A's parameters from
+# the manager's queue and reports them under id 0; B ends under its own id 1. Then the experiment asks for more.
+
+CHAIN_SPACE = {"x": {"_type": "choice", "_value": [0, 1, 2, 3]}}
+
+
+def _dispatcher(tuner):
+    from nni.runtime.msg_dispatcher import MsgDispatcher
+
+    dispatcher = MsgDispatcher("ws://_unittest_", tuner)
+    dispatcher.sent = []
+    dispatcher.send = lambda command, data: dispatcher.sent.append((command, data))
+    dispatcher.handle_initialize(CHAIN_SPACE)
+    return dispatcher
+
+
+def _new_jobs(dispatcher, n: int) -> list[dict]:
+    import nni
+    from nni.runtime.tuner_command_channel import CommandType
+
+    before = len(dispatcher.sent)
+    dispatcher.handle_request_trial_jobs(n)
+    return [nni.load(data) for command, data in dispatcher.sent[before:] if command == CommandType.NewTrialJob]
+
+
+def _redelivered_chain(dispatcher) -> tuple[dict, dict]:
+    """Run the chain above through NNI's own dispatcher; return (A's job, B's job)."""
+    import nni
+
+    a, b = _new_jobs(dispatcher, 2)
+    dispatcher.handle_trial_end({"trial_job_id": "A", "event": "USER_CANCELED", "hyper_params": nni.dump(a)})
+    dispatcher.handle_report_metric_data({"parameter_id": a["parameter_id"], "trial_job_id": "B", "type": "FINAL",
+                                          "sequence": 0, "value": nni.dump({"default": 0.5, "val_acc": 0.5})})
+    dispatcher.handle_trial_end({"trial_job_id": "B", "event": "SUCCEEDED", "hyper_params": nni.dump(b)})
+    return a, b
+
+
+def test_stock_tpe_dies_of_a_result_for_a_parameter_id_whose_trial_ended():
+    from nni.algorithms.hpo.tpe_tuner import TpeTuner
+
+    with pytest.raises(KeyError):  # tpe_tuner.py:197 `self._running_params.pop(parameter_id)`
+        _redelivered_chain(_dispatcher(TpeTuner(optimize_mode="maximize", seed=0)))
+
+
+def test_stock_evolution_dies_of_it_too():
+    from nni.algorithms.hpo.evolution_tuner import EvolutionTuner
+
+    with pytest.raises(RuntimeError, match="not in running_trials"):
+        _redelivered_chain(_dispatcher(EvolutionTuner(optimize_mode="maximize", population_size=4)))
+
+
+def _tuners():
+    from common.nni_compat import TPE, Evolution, GridSearch, Random
+    from common.pareto_tuner import ParetoTuner
+    from common.rl_tuner import ReinforceTuner
+
+    return {
+        "TPE": lambda: TPE(optimize_mode="maximize", seed=0),
+        "GridSearch": GridSearch,
+        "Evolution": lambda: Evolution(optimize_mode="maximize", population_size=4),
+        "Random": lambda: Random(seed=0),
+        "Reinforce": lambda: ReinforceTuner(seed=0),
+        "NSGA-II": lambda: ParetoTuner(objectives={"val_acc": "maximize"}, population_size=2),
+    }
+
+
+@pytest.mark.parametrize("name", ["TPE", "GridSearch", "Evolution", "Random", "Reinforce", "NSGA-II"])
+def test_every_tuner_the_configs_name_survives_the_chain_and_goes_on(name, caplog):
+    import nni
+
+    tuner = _tuners()[name]()
+    dispatcher = _dispatcher(tuner)
+    with caplog.at_level("WARNING", logger="nni.tuner.compat"):
+        a, _ = _redelivered_chain(dispatcher)
+        # NNI sends a metric twice when a trial's report is retried after a reset connection: absorbed too
+        dispatcher.handle_report_metric_data({"parameter_id": a["parameter_id"], "trial_job_id": "B", "type": "FINAL",
+                                              "sequence": 0, "value": nni.dump({"default": 0.5, "val_acc": 0.5})})
+        more = _new_jobs(dispatcher, 1)
+    assert len(more) == 1 and more[0]["parameters"]
+    assert "result after its trial ended" in caplog.text and "a second result" in caplog.text
+
+
+def test_the_late_result_reaches_the_tuner_as_a_measurement():
+    from common.pareto_tuner import ParetoTuner
+
+    tuner = ParetoTuner(objectives={"val_acc": "maximize"}, population_size=2)
+    a, _ = _redelivered_chain(_dispatcher(tuner))
+    completed = [t for t in tuner.study.trials if t.state.name == "COMPLETE"]
+    assert [(t.params, t.values) for t in completed] == [(a["parameters"], [0.5])]
+
+
+def test_a_grid_point_whose_trial_ran_other_parameters_is_handed_out_again():
+    from common.nni_compat import GridSearch
+
+    dispatcher = _dispatcher(GridSearch())
+    _, b = _redelivered_chain(dispatcher)  # B ran A's point: B's own point has not run
+    rest = [job["parameters"] for job in _new_jobs(dispatcher, 3)]
+    assert rest[0] == b["parameters"]
+    assert sorted(p["x"] for p in rest[1:]) == sorted({0, 1, 2, 3} - {b["parameters"]["x"], _first_x(dispatcher)})
+
+
+def _first_x(dispatcher) -> int:
+    import nni
+
+    return nni.load(dispatcher.sent[1][1])["parameters"]["x"]  # sent[0] is Initialized
+
+
+def test_the_wrappers_load_the_way_nni_loads_a_custom_tuner():
+    from nni.tools.package_utils import create_customized_class_instance
+    from nni.tuner import Tuner
+
+    from tests.nnictl_utils import ROOT
+
+    tuner = create_customized_class_instance({"codeDirectory": str(ROOT), "className": "common.nni_compat.TPE",
+                                              "classArgs": {"optimize_mode": "maximize", "seed": 0}})
+    assert isinstance(tuner, Tuner) and type(tuner).__name__ == "TPE"  # the name the web UI shows

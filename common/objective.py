@@ -55,11 +55,18 @@ def budgets_from_args(args: argparse.Namespace) -> dict[str, float]:
             if getattr(args, dest, None) is not None}
 
 
+def budget_flag(metric: str) -> str:
+    """The flag that sets a budget on `metric` (`latency_ratio_b1` → `--max-latency-ratio-b1`)."""
+    return f"--max-{metric.replace('_', '-')}"
+
+
 def validate_budgets(budgets: Mapping[str, float]) -> None:
-    """Every budget a finite number > 0: checked once, where a trial's parameters enter (common.trial)."""
+    """Every budget a finite number > 0: checked once, where a trial's parameters enter (common.trial) and by
+    `report pick`; ValueError naming the flag."""
     for metric, limit in budgets.items():
-        if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
-            raise ValueError(f"budget for {metric!r} must be a finite number > 0, got {limit!r}")
+        ok = isinstance(limit, (int, float)) and not isinstance(limit, bool) and math.isfinite(limit) and limit > 0
+        if not ok:
+            raise ValueError(f"{budget_flag(metric)} must be a finite number > 0, got {limit!r}")
 
 
 def budget_factor(metrics: Mapping[str, Any], budgets: Mapping[str, float] | None, power: float = 1.0) -> float:

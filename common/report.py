@@ -79,10 +79,21 @@ class TrialRecord:
 
 
 def _registry(path: Path | None = None) -> dict[str, Any]:
-    path = path or Path.home() / "nni-experiments" / ".experiment"
-    if not path.exists():
-        return {}
-    return json.loads(path.read_text())
+    """nnictl's registry: `path` (its `.experiment` file, or the folder holding it), default
+    ~/nni-experiments/.experiment; ReportError naming the file when it is missing or not a registry."""
+    path = path or Path.home() / "nni-experiments"
+    if path.is_dir():
+        path = path / ".experiment"
+    try:
+        registry = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"nnictl registry {path} does not exist (no experiment was created with it); "
+                          "for an experiment from another machine pass --export FILE") from None
+    except (OSError, ValueError) as err:
+        raise ReportError(f"nnictl registry {path} cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(registry, dict) or not all(isinstance(e, dict) for e in registry.values()):
+        raise ReportError(f"nnictl registry {path} is not nnictl's experiment registry (a JSON object of experiments)")
+    return registry
 
 
 def _parse_metric(data: str) -> Any:
@@ -123,7 +134,7 @@ def _database(exp_id: str, registry_path: Path | None = None) -> Path:
         known = ", ".join(sorted(registry)) or "none"
         raise ReportError(f"unknown experiment id {exp_id!r} (nnictl knows: {known}); "
                           "for an experiment from another machine pass --export FILE")
-    db = Path(registry[exp_id]["logDir"]) / exp_id / "db" / "nni.sqlite"
+    db = Path(registry[exp_id].get("logDir") or Path.home() / "nni-experiments") / exp_id / "db" / "nni.sqlite"
     if not db.exists():
         raise ReportError(f"experiment {exp_id}: database {db} is missing (was the experiment deleted?)")
     return db
@@ -243,9 +254,10 @@ def load_export(path: Path) -> list[TrialRecord]:
         raise ReportError(f"export file {path} does not exist")
     try:
         rows = json.loads(path.read_text())
-        return [TrialRecord(path.stem, r["trialJobId"], "SUCCEEDED",
-                            _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"],
-                            r.get("parameter"))
+        # A value that is not a dict (a plain number: another kind of experiment) is named, not summarised.
+        return [_trial_record(path.stem, r["trialJobId"], "SUCCEEDED",
+                              _parse_metric(json.dumps(r["value"])) if isinstance(r["value"], str) else r["value"],
+                              r.get("parameter"), None)
                 for r in rows]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ReportError(f"{path} is not an `nnictl experiment export --type json` file "

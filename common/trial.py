@@ -149,8 +149,8 @@ def validate_params(parser: argparse.ArgumentParser, args: argparse.Namespace, t
         if hasattr(args, dest) and not ok(getattr(args, dest)):
             source = f" (search space: {dest}={tuned[dest]!r})" if dest in tuned else ""
             raise ValueError(f"{_flag(parser, dest)} must be {valid}, got {getattr(args, dest)!r}{source}")
-    validate_budgets(budgets_from_args(args))  # each --max-* budget
     try:
+        validate_budgets(budgets_from_args(args))  # each --max-* budget
         params.run_checks(parser, args)  # what each stage's add_*_arguments declared
     except ValueError as err:  # name the search-space value behind a bad flag
         named = [k for k in tuned if _flag(parser, k) in str(err)]

@@ -60,7 +60,7 @@ def test_objective_is_monotone_in_accuracy_and_harsher_with_power():
 
 @pytest.mark.parametrize("limit", [0, -5, float("nan"), float("inf"), "2"])
 def test_bad_budgets_fail_clearly(limit):
-    with pytest.raises(ValueError, match=f"budget for 'params' must be a finite number > 0, got {limit!r}"):
+    with pytest.raises(ValueError, match=f"--max-params must be a finite number > 0, got {limit!r}"):
         validate_budgets({"params": limit})
     validate_budgets({"params": 1e6, "latency_ratio_b1": 0.3})  # good ones pass
 
@@ -86,7 +86,7 @@ def test_flags_name_their_metric():
     assert args.budget_power == 1.0
     # every flag maps to a distinct metric
     assert len({metric for metric, _ in BUDGET_FLAGS.values()}) == len(BUDGET_FLAGS)
-    with pytest.raises(ValueError, match="params"):
+    with pytest.raises(ValueError, match="--max-params must"):
         validate_budgets(budgets_from_args(parser.parse_args(["--max-params", "-1"])))
 
 

@@ -91,7 +91,7 @@ def test_every_trial_reports_under_the_configs_budget(capsys):
 
 
 def test_bad_budget_fails_before_any_work(capsys):
-    with pytest.raises(ValueError, match="budget for 'params' must be a finite number > 0"):
+    with pytest.raises(ValueError, match="--max-params must be a finite number > 0, got -1"):
         trial.parse_params(prune_parser(), ["--max-params", "-1"])
     with pytest.raises(SystemExit):
         trial.parse_params(prune_parser(), ["--budget-penalty", "strict"])
@@ -100,7 +100,7 @@ def test_bad_budget_fails_before_any_work(capsys):
 
 def test_budget_from_the_tuner_is_checked(tuner):
     tuner({"max_params": 0})
-    with pytest.raises(ValueError, match="budget for 'params'"):
+    with pytest.raises(ValueError, match=r"--max-params must be .*, got 0 \(search space: max_params=0\)"):
         trial.parse_params(prune_parser(), [])
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common.front import SHOWN, pick
-from common.objective import BUDGET_FLAGS
+from common.objective import BUDGET_FLAGS, validate_budgets
 from common.report import (
     ReportError,
     TrialRecord,
@@ -72,7 +72,8 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
                         help="a report.json this command wrote: its trials")
     parser.add_argument("--exclude", action="append", default=[], metavar="EXPERIMENT_ID",
                         help="leave out this experiment's trials (e.g. one a re-recording supersedes)")
-    parser.add_argument("--registry", type=Path, default=None, help="nnictl registry (default ~/nni-experiments)")
+    parser.add_argument("--registry", type=Path, default=None,
+                        help="nnictl registry: its .experiment file or its folder (default ~/nni-experiments)")
 
 
 def _records(args: argparse.Namespace) -> list[TrialRecord]:
@@ -98,8 +99,9 @@ def pick_main(argv: Sequence[str]) -> None:
     if not (args.experiments or args.export or args.from_report) or not budgets:
         parser.error("give an experiment id (or --export / --from-report) and at least one --max-* budget")
     try:
+        validate_budgets(budgets)  # a NaN budget admits nothing, a negative one nothing either: say so now
         records = _records(args)
-    except ReportError as err:
+    except (ReportError, ValueError) as err:
         raise SystemExit(f"report pick: {err}") from None
     results = [res for e in sorted({r.experiment for r in records}) for res in front_results(records, e)]
     best, closest = pick(results, budgets)

@@ -105,7 +105,7 @@ def _quant() -> list[Config]:
     v = partial(Config, "quant", script="trials/quant.py", trials=16, tuner=GRID)
     return [
         v("config.yml", "quant-full", FULL,
-          tuner=noted(GRID, "name", "16 points: try each once rather than sample repeats"),
+          tuner=noted(GRID, "className", "16 points: try each once rather than sample repeats"),
           notes={"trialConcurrency": ONE_GPU_CPU_LATENCY,
                  "maxTrialNumber": "4 algorithms x 2 bit widths x 2 starting models"}),
         v("config.cpu.yml", "quant-cpu", CPU, notes={"searchSpaceFile": "algorithm x bits x start: the full grid"}),
@@ -190,14 +190,18 @@ trainingService:
   platform: local
 """
 
+# NNI's tuners through common/nni_compat.py: the same algorithm and classArgs, but a trial that dies before it asks
+# for its parameters no longer kills the tuner (stock TPE raises KeyError and the experiment hangs RUNNING).
 GRID = """\
-tuner:
-  name: GridSearch
+tuner:                             # NNI's tuner, wrapped so a trial that dies at start cannot kill it (nni_compat.py)
+  codeDirectory: ../..             # the repository root, so the tuner process can import `common`
+  className: common.nni_compat.GridSearch
 """
 
 TPE = """\
-tuner:
-  name: TPE
+tuner:                             # NNI's tuner, wrapped so a trial that dies at start cannot kill it (nni_compat.py)
+  codeDirectory: ../..             # the repository root, so the tuner process can import `common`
+  className: common.nni_compat.TPE
   classArgs:
     optimize_mode: maximize
 """
@@ -293,8 +297,9 @@ tuner:
 
 def evolution(population: int) -> str:
     return f"""\
-tuner:
-  name: Evolution          # NNI's naive evolution: random population, then tournament + one-key mutation
+tuner:                   # NNI's naive evolution: random population, then tournament + one-key mutation
+  codeDirectory: ../..     # the repository root; the class is NNI's, wrapped as nni_compat.py says
+  className: common.nni_compat.Evolution
   classArgs:
     optimize_mode: maximize
     population_size: {population}

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from nni.experiment.config import ExperimentConfig
+from nni.tools.package_utils import create_customized_class_instance
 from nni.tools.package_utils.tuner_factory import create_builtin_class_instance, create_validator_instance
 
 from common import configs
@@ -40,10 +41,28 @@ def test_config_is_valid(path: Path, tmp_path: Path):
     assert (path.parent / raw["searchSpaceFile"]).is_file()
     for kind in ("tuner", "assessor", "advisor"):
         algo = raw.get(kind)
-        if algo and "name" in algo and (kind != "advisor" or algo["name"] != "BOHB"):  # BOHB: nni[BOHB] extra
-            validator = create_validator_instance(kind + "s", algo["name"])
-            if validator is not None:
+        name = algo and (algo.get("name") or _wrapped_builtin(algo))
+        if name and (kind != "advisor" or name != "BOHB"):  # BOHB: nni[BOHB] extra
+            validator = create_validator_instance(kind + "s", name)
+            if validator is not None:  # a wrapped tuner takes its NNI tuner's classArgs
                 validator.validate_class_args(**algo.get("classArgs", {}))
+
+
+def _wrapped_builtin(algo: dict) -> str | None:
+    """NNI's builtin name of a tuner that common/nni_compat.py wraps (className common.nni_compat.TPE -> TPE)."""
+    module, _, name = algo.get("className", "").rpartition(".")
+    return name if module == "common.nni_compat" else None
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_config_names_a_stock_tuner_that_dies_of_a_re_delivered_parameter(path: Path):
+    """Issue #27: stock TPE / GridSearch / Evolution die of a parameter id whose trial ended; the configs use the
+    wrapped ones (or the project's own tuners, which carry the same wrapper)."""
+    tuner = yaml.safe_load(path.read_text()).get("tuner")
+    if tuner is None:  # an advisor instead
+        return
+    assert "name" not in tuner, f"{path}: tuner {tuner['name']} is NNI's stock class; use common.nni_compat"
+    assert tuner["className"].startswith(("common.nni_compat.", "common.rl_tuner.", "common.pareto_tuner."))
 
 
 def test_full_configs_run_without_gpu_and_gpu_variants_schedule_one_per_trial():
@@ -108,9 +127,13 @@ def test_trial_accepts_every_value_of_its_search_space(path: Path, space_file: P
     assert command[0] == "python3" and command[1].startswith("trials/"), command
     parser = _trial_parser(ROOT / command[1])
     space = json.loads(space_file.read_text())
-    if "name" in raw["tuner"]:
-        create_builtin_class_instance(raw["tuner"]["name"], raw["tuner"].get("classArgs", {}),
+    algo = raw["tuner"]
+    if "name" in algo:
+        create_builtin_class_instance(algo["name"], algo.get("classArgs", {}),
                                       "tuners").update_search_space(space)  # as NNI's dispatcher reads it
+    elif _wrapped_builtin(algo) in ("TPE", "GridSearch", "Evolution"):  # advisors connect to a manager when built
+        create_customized_class_instance({**algo, "codeDirectory": str(path.parent / algo["codeDirectory"])}
+                                         ).update_search_space(space)
     # Per-stage keys only make a flag together (common/stagewise.py): the others' first values come along.
     stages = {key: _points(spec)[0] for key, spec in space.items() if STAGE_KEY.fullmatch(key)}
     for key, spec in space.items():
@@ -161,7 +184,7 @@ def test_cpu_configs_run_real_images_one_trial_at_a_time(name):
     if name in ("nas", "nas_rl"):
         assert len(list(itertools.product(*grid.values()))) <= 12 and raw["maxTrialNumber"] <= 6  # small candidates
     else:
-        assert grid == CPU_GRIDS[name] and raw["tuner"]["name"] == "GridSearch"
+        assert grid == CPU_GRIDS[name] and raw["tuner"]["className"] == "common.nni_compat.GridSearch"
         assert raw["maxTrialNumber"] == len(list(itertools.product(*grid.values())))  # each point once
 
 

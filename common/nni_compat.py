@@ -374,3 +374,128 @@ def __getattr__(name: str) -> type:
     if name in _TUNERS:
         return _tuner_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ------------------------------------------------------------------------------------------------
+# The trial's command channel, surviving a reset connection (issue #27). NNI's HttpChannel.send
+# (nni/runtime/command_channel/http.py) is one `requests.put` without retry: a "Connection reset by peer" while a
+# trial asks for its parameters kills the trial 3 s after it started, and then the next trial takes its parameters.
+#
+# Whether a reset request was received: the manager's PUT handler (nni_node/common/command_channel/http.js
+# handlePut) acts on the body before it answers, so a reset while reading the answer (ChunkedEncodingError) means
+# it was; a reset while sending means it was not. Asking twice is never safe: each request takes the next
+# parameter set from the manager's shared queue (training_service/v3/compat.js), which belongs to another trial.
+# So after a reset we first wait for the answer, and ask again only after `silence_s` without one. A metric is
+# looked up in the manager's REST API (metric-data/<trial>) before it is sent again, so it is not counted twice.
+
+def _transient_errors() -> tuple[type[Exception], ...]:
+    import requests
+
+    return (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+def _channel_print(message: str) -> None:
+    print(f"nni channel: {message}", flush=True)  # trial.log keeps a trial's stdout (as PRINT lines)
+
+
+class ChannelError(RuntimeError):
+    """The trial could not reach the NNI manager after its retries."""
+
+
+@functools.cache
+def _resilient_channel_class() -> type:
+    import time
+
+    import requests
+    from nni.runtime.trial_command_channel.v3 import TrialCommandChannelV3
+
+    class ResilientTrialChannel(TrialCommandChannelV3):
+        """NNI's v3 trial channel with bounded retries (see above); everything else is NNI's."""
+
+        def __init__(self, url: str, retries: int = 5, backoff_s: float = 1.0, silence_s: float = 20.0,
+                     answer_s: float = 600.0) -> None:
+            super().__init__(url)
+            self.url, self.retries, self.backoff_s = url, retries, backoff_s
+            self.silence_s, self.answer_s = silence_s, answer_s
+
+        def receive_parameter(self):
+            import nni
+
+            for attempt in range(1, self.retries + 2):
+                try:
+                    self._channel.send({"type": "request_parameter"})
+                    answer = self._receive(self.answer_s)
+                except _transient_errors() as err:
+                    _channel_print(f"asking for parameters (attempt {attempt}): {type(err).__name__}: {err}; "
+                                   f"waiting up to {self.silence_s:.0f} s for the answer before asking again")
+                    answer = self._receive(self.silence_s)
+                    if answer is None:
+                        time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                        continue
+                if answer == "closed":
+                    return None  # NNI's own behaviour: the channel is closed, the trial gets no parameters
+                if answer is None:
+                    raise ChannelError(f"no parameters from the NNI manager at {self.url} in {self.answer_s:.0f} s")
+                return nni.load(answer["parameter"])
+            raise ChannelError(f"could not ask the NNI manager at {self.url} for parameters: {self.retries + 1} "
+                               "connections reset")
+
+        def _receive(self, seconds: float):
+            """The next command, "closed" when the manager closed the channel, None after `seconds` of nothing."""
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    r = requests.get(self.url, timeout=max(5.0, seconds))
+                except _transient_errors() + (requests.Timeout,) as err:
+                    _channel_print(f"waiting for a command: {type(err).__name__}: {err}; retrying")
+                    time.sleep(self.backoff_s)
+                    continue
+                if r.status_code == 200:
+                    return r.json()
+                if r.status_code == 410:
+                    return "closed"
+                if r.status_code != 408:  # 408: nothing within the manager's poll interval (1 s), ask again
+                    raise ChannelError(f"NNI manager at {self.url} answered {r.status_code}: {r.text[:200]}")
+            return None
+
+        def send_metric(self, type, parameter_id, trial_job_id, sequence, value) -> None:  # noqa: A002 - NNI's name
+            for attempt in range(1, self.retries + 2):
+                try:
+                    return super().send_metric(type, parameter_id, trial_job_id, sequence, value)
+                except _transient_errors() as err:
+                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                    if self._manager_has(trial_job_id, type, sequence):
+                        _channel_print(f"{type} metric {sequence}: {err.__class__.__name__} on sending, but the "
+                                       "manager has it")
+                        return None
+                    _channel_print(f"{type} metric {sequence} (attempt {attempt}): {err.__class__.__name__}: "
+                                   f"{err}; sending again")
+            raise ChannelError(f"could not send the {type} metric to the NNI manager at {self.url}: "
+                               f"{self.retries + 1} connections reset")
+
+        def _manager_has(self, trial_job_id: str, type: str, sequence: int) -> bool:  # noqa: A002
+            """Whether the manager stored this metric (its REST API shares the channel's host and port)."""
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.url)
+            try:
+                r = requests.get(f"{parts.scheme}://{parts.netloc}/api/v1/nni/metric-data/{trial_job_id}", timeout=10)
+                rows = r.json() if r.status_code == 200 else []
+            except (requests.RequestException, ValueError):
+                return False  # not knowable (a remote trial's channel is not the manager): send again
+            return any(m.get("type") == type and m.get("sequence") == sequence for m in rows)
+
+    return ResilientTrialChannel
+
+
+def resilient_trial_channel(**options) -> None:
+    """Make NNI's trial API (get_next_parameter, report_*_result) use the retrying channel above. Call before the
+    first of them; outside an NNI v3 trial (no HTTP command channel) it changes nothing."""
+    import os
+
+    url = os.environ.get("NNI_TRIAL_COMMAND_CHANNEL", "")
+    if not url.startswith("http://"):
+        return
+    from nni.runtime.trial_command_channel import set_default_trial_command_channel
+
+    set_default_trial_command_channel(_resilient_channel_class()(url, **options))

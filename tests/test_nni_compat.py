@@ -5,6 +5,8 @@ work-around can go.
 """
 
 import copy
+import json
+import time
 
 import pytest
 import torch
@@ -403,3 +405,138 @@ def test_the_wrappers_load_the_way_nni_loads_a_custom_tuner():
     tuner = create_customized_class_instance({"codeDirectory": str(ROOT), "className": "common.nni_compat.TPE",
                                               "classArgs": {"optimize_mode": "maximize", "seed": 0}})
     assert isinstance(tuner, Tuner) and type(tuner).__name__ == "TPE"  # the name the web UI shows
+
+
+# ------------------------------------------------------------------------------------------------
+# The trial's command channel and a reset connection (issue #27): a stand-in for the manager's HTTP channel
+# (nni_node/common/command_channel/http.js: PUT acts on the body then answers; GET answers a queued command or 408
+# after 1 s; the REST API beside it lists a trial's metrics) whose scripted PUTs reset the connection.
+
+
+class _Manager:
+    def __init__(self, plan: list[str]) -> None:
+        import http.server
+        import threading
+
+        self.plan = list(plan)  # per PUT: "ok", "reset-before" (body never read) or "reset-answer" (acted on)
+        self.requests: list[dict] = []
+        self.metrics: list[dict] = []
+        self.outgoing: list[dict] = []
+        manager = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                step = manager.plan.pop(0) if manager.plan else "ok"
+                if step == "reset-before":
+                    return self._reset()
+                command = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if command["type"] == "request_parameter":
+                    manager.requests.append(command)
+                    manager.outgoing.append({"type": "parameter", "parameter": json.dumps(
+                        {"parameter_id": len(manager.requests) - 1, "parameters": {"x": len(manager.requests)}})})
+                else:
+                    manager.metrics.append(json.loads(command["metric"]))
+                if step == "reset-answer":  # the body was acted on; the answer breaks off mid-way
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"5\r\nab")
+                    self.wfile.flush()
+                    return self._reset()
+                self._answer(200, b"")
+
+            def do_GET(self) -> None:
+                if "/api/v1/nni/metric-data/" in self.path:
+                    return self._answer(200, json.dumps(manager.metrics).encode())
+                if manager.outgoing:
+                    return self._answer(200, json.dumps(manager.outgoing.pop(0)).encode())
+                time.sleep(0.1)
+                self._answer(408, b"")
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _reset(self) -> None:
+                import socket
+                import struct
+
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+                self.close_connection = True
+                self.connection.close()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/env/local-env/T1"
+
+    def channel(self):
+        from common.nni_compat import _resilient_channel_class
+
+        return _resilient_channel_class()(self.url, retries=3, backoff_s=0.05, silence_s=1.0, answer_s=10.0)
+
+
+@pytest.fixture
+def manager():
+    made = []
+
+    def make(plan: list[str]) -> _Manager:
+        made.append(_Manager(plan))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.server.shutdown()
+
+
+def test_stock_channel_kills_the_trial_on_a_reset_while_asking_for_parameters(manager):
+    import requests
+    from nni.runtime.trial_command_channel.v3 import TrialCommandChannelV3
+
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        TrialCommandChannelV3(manager(["reset-answer"]).url).receive_parameter()
+
+
+def test_a_request_the_manager_got_is_not_repeated(manager, capsys):
+    m = manager(["reset-answer"])
+    assert m.channel().receive_parameter() == {"parameter_id": 0, "parameters": {"x": 1}}
+    assert len(m.requests) == 1  # a second request would take another trial's parameters
+    assert "ChunkedEncodingError" in capsys.readouterr().out  # said in trial.log
+
+
+def test_a_request_the_manager_never_got_is_asked_again(manager):
+    m = manager(["reset-before", "reset-before"])
+    assert m.channel().receive_parameter() == {"parameter_id": 0, "parameters": {"x": 1}}
+    assert len(m.requests) == 1
+
+
+def test_a_manager_that_never_answers_fails_the_trial_in_one_line(manager):
+    from common.nni_compat import ChannelError
+
+    m = manager(["reset-before"] * 10)
+    with pytest.raises(ChannelError, match="4 connections reset"):
+        m.channel().receive_parameter()
+
+
+@pytest.mark.parametrize("plan", [["reset-answer"], ["reset-before"], ["reset-before", "reset-answer"]])
+def test_a_final_result_reaches_the_manager_exactly_once(manager, plan):
+    m = manager(plan)
+    m.channel().send_metric(type="FINAL", parameter_id=0, trial_job_id="T1", sequence=0, value={"default": 0.5})
+    assert [(r["type"], json.loads(r["value"])) for r in m.metrics] == [("FINAL", {"default": 0.5})]
+
+
+def test_outside_an_nni_trial_the_channel_is_left_alone(monkeypatch):
+    from nni.runtime import trial_command_channel
+
+    from common.nni_compat import resilient_trial_channel
+
+    monkeypatch.delenv("NNI_TRIAL_COMMAND_CHANNEL", raising=False)
+    monkeypatch.setattr(trial_command_channel, "_channel", None)
+    resilient_trial_channel()
+    assert trial_command_channel._channel is None

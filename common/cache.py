@@ -19,8 +19,11 @@ with `weights_only=True`) and `meta.json` (the key, metrics, and the sha256 of `
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import getpass
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -186,11 +189,19 @@ class ArtifactCache:
         entry = self.entry_dir(name, key)
         entry.mkdir(parents=True, exist_ok=True)
         (entry / "meta.json").unlink(missing_ok=True)  # uncommit first: a crash below leaves no stale marker
-        _atomic_write(entry / "model.pt", lambda f: torch.save(state, f))
+        # Serialised in memory first: torch.save writing to a full disk reports only `unexpected pos ...`, while a
+        # plain write says ENOSPC.
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _atomic_write(entry / "model.pt", lambda f: f.write(buffer.getbuffer()))
         meta = {"key": key, "info": info, "sha256": _sha256(entry / "model.pt"), "created": time.time()}
         payload = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
         _atomic_write(entry / "meta.json", lambda f: f.write(payload))
         return entry
+
+    def saved(self, name: str, key: dict[str, Any]) -> bool:
+        """Whether the entry is committed (its meta.json written): false after a build that could not be saved."""
+        return (self.entry_dir(name, key) / "meta.json").exists()
 
     def get_or_build(self, name: str, key: dict[str, Any], build: Builder) -> tuple[StateDict, dict[str, Any], bool]:
         """Load the entry or build it under a lock; returns (state_dict, info, built_here). A built entry that
@@ -204,7 +215,8 @@ class ArtifactCache:
         owner = Path(f"{lock_path}.owner")
         try:
             record = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": time.time()}
-            _atomic_write(owner, lambda f: f.write(json.dumps(record).encode()))
+            with contextlib.suppress(OSError):  # who holds the lock is for waiting trials' logs: not worth failing
+                _atomic_write(owner, lambda f: f.write(json.dumps(record).encode()))
             hit = self.load(name, key)  # another trial may have built it while we waited
             if hit is not None:
                 return (*hit, False)
@@ -219,8 +231,8 @@ class ArtifactCache:
         entry = self.entry_dir(name, key)
         try:
             self.save(name, key, state, info)
-        except (OSError, RuntimeError) as err:  # torch.save reports ENOSPC as RuntimeError(inline_container...)
-            reason = "no space left on device" if "No space left" in str(err) or getattr(err, "errno", 0) == 28 \
+        except (OSError, RuntimeError) as err:  # RuntimeError: what torch.save itself may raise
+            reason = "no space left on device" if getattr(err, "errno", None) == errno.ENOSPC \
                 else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             shutil.rmtree(entry, ignore_errors=True)  # never leave a half-written entry behind
             self.log(f"cache: could not save {entry.name} ({reason}); the trial goes on with the model in memory, "

@@ -185,8 +185,9 @@ def dense_stage(ctx: StageContext, arch: str | dict = "resnet18",
                       val_loader=ctx.loaders["val"], on_epoch_end=ctx.on_epoch_end if report_epochs else None)
         return _cpu_state(model), {"history": history}
 
-    state, info, built = ctx.cache.get_or_build("dense", dense_key(ctx, arch), build)
-    print(f"dense {arch_key(arch)}: {'trained and cached' if built else 'loaded from cache'}", flush=True)
+    key = dense_key(ctx, arch)
+    state, info, built = ctx.cache.get_or_build("dense", key, build)
+    print(f"dense {arch_key(arch)}: {_outcome(ctx, built, 'trained', 'dense', key)}", flush=True)
     return ctx.build(arch, state).to(ctx.device).eval(), info
 
 
@@ -227,8 +228,16 @@ def pruned_stage(ctx: StageContext, arch: str | dict, pruner: str, sparsity: flo
     state, info, built = ctx.cache.get_or_build("pruned", key, build)
     how = f" gradual in {steps} steps" if steps > 1 else ""
     print(f"pruned {arch_key(arch)} {pruner} {stage_sparsity or sparsity}{how}: "
-          f"{'built and cached' if built else 'loaded from cache'}", flush=True)
+          f"{_outcome(ctx, built, 'built', 'pruned', key)}", flush=True)
     return ctx.build(arch, state).to(ctx.device).eval(), info
+
+
+def _outcome(ctx: StageContext, built: bool, verb: str, name: str, key: dict[str, Any]) -> str:
+    """What became of a cached stage's model: `loaded from cache`, `<verb> and cached`, or, when the cache could not
+    keep it (a full disk: the cache's own log line says why), `<verb>, not cached`."""
+    if not built:
+        return "loaded from cache"
+    return f"{verb} and cached" if ctx.cache.saved(name, key) else f"{verb}, not cached"
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Bad input and faults that used to lose finished work or end in a bare traceback (issue: one frozen record)."""
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -41,19 +42,39 @@ def test_an_unreadable_entry_folder_says_how_to_fix_it(tmp_path, monkeypatch):
         cache.load("dense", {"k": 1})
 
 
+def full_disk(monkeypatch, module) -> None:
+    """Every file `module` opens with os.fdopen is on a full disk: each write fails with ENOSPC, as the kernel's."""
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(module.os, "fdopen", lambda *a, **k: Full(real_fdopen(*a, **k)))
+
+
 def test_a_full_disk_while_caching_keeps_the_built_model_and_says_so(tmp_path, monkeypatch):
+    import common.cache
+
     lines = []
     cache = ArtifactCache(tmp_path, log=lines.append)
-
-    def full(*args, **kwargs):
-        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0\n"
-                           "PytorchStreamWriter failed writing file: No space left on device")
-
-    monkeypatch.setattr(torch, "save", full)
+    full_disk(monkeypatch, common.cache)
     state, info, built = cache.get_or_build("dense", {"k": 2}, lambda: ({"w": torch.ones(1)}, {"ok": True}))
     assert built and info == {"ok": True} and torch.equal(state["w"], torch.ones(1))
     assert any("could not save" in line and "no space left on device" in line for line in lines), lines
-    assert not cache.entry_dir("dense", {"k": 2}).exists()  # no half-written entry
+    assert not cache.entry_dir("dense", {"k": 2}).exists() and not cache.saved("dense", {"k": 2})
 
 
 @pytest.mark.parametrize("target", ["/proc/m.onnx", "/dev/null"])

@@ -74,3 +74,40 @@ def test_pick_rejects_a_budget_that_admits_nothing_naming_its_flag(tmp_path, bud
     registry = _registry_of_one_trial(tmp_path)
     with pytest.raises(SystemExit, match=f"--max-latency-ratio-b1 must be .*, got {float(budget)}"):
         pick_main(["odd00001", "--registry", str(registry), "--max-latency-ratio-b1", budget])
+
+
+def test_a_model_the_full_cache_could_not_keep_is_not_called_cached(tmp_path, monkeypatch, capsys):
+    import torch
+
+    import common.cache
+    from common.cache import ArtifactCache
+    from common.context import StageContext
+    from common.data import load_splits, make_loaders
+    from common.metrics import LatencySetting
+    from common.stages import dense_stage
+    from common.train import TrainConfig
+    from tests.test_bad_input import full_disk
+
+    splits = load_splits("synthetic", tmp_path, train_limit=64, eval_limit=32)
+    recipe = TrainConfig(epochs=1, lr=0.02, schedule="cosine", warmup_fraction=0.0, print_freq=100)
+    ctx = StageContext(loaders=make_loaders(splits, 32, seed=0), labels={"val": splits.val_labels,
+                       "test": splits.test_labels}, device=torch.device("cpu"), cache=ArtifactCache(tmp_path / "c"),
+                       data_key={"data": splits.fingerprint}, num_classes=splits.num_classes,
+                       image_shape=tuple(splits.train_images.shape[1:]), seed=0, train=recipe, finetune=recipe,
+                       qat=recipe, latency=LatencySetting(threads=1, warmup=1, repeats=1))
+    tiny = {"blocks": [1], "widths": [8], "activation": "relu", "kernel_size": 3}
+    full_disk(monkeypatch, common.cache)
+    model, _ = dense_stage(ctx, tiny)
+    out = capsys.readouterr().out
+    assert "no space left on device" in out and "trained, not cached" in out and "trained and cached" not in out
+    assert model(torch.zeros(1, *ctx.image_shape)).shape == (1, splits.num_classes)  # the model in memory works
+
+
+@pytest.mark.parametrize("command", ["list", "prune"])
+def test_cache_commands_on_a_missing_folder_name_it(tmp_path, capsys, command):
+    from common.cli.cache import main
+
+    missing = tmp_path / "no-such-cache"
+    assert main([command, "--cache-dir", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err and "\n" not in err.strip()

@@ -22,6 +22,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="prune: only say what would be removed")
     args = parser.parse_args(argv)
     root = (args.cache_dir or default_home() / "artifacts").expanduser()
+    if not root.is_dir():  # a mistyped --cache-dir must not read as an empty cache
+        what = "is not a folder" if root.exists() else "does not exist"
+        print(f"error: artifact cache {root} {what} (--cache-dir, default $NNI_SUITE_HOME/artifacts)", file=sys.stderr)
+        return 1
     if args.command == "prune":
         removed = prune(root, args.dry_run)
         print(f"{'would remove' if args.dry_run else 'removed'} {len(removed)} item(s) under {root}")

@@ -94,7 +94,9 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """`write(file)` into a temporary file beside `path`, synced and renamed onto it: `path` is the whole new
+    content or untouched; a failed write (a full disk) leaves no partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -193,10 +195,10 @@ class ArtifactCache:
         # plain write says ENOSPC.
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        _atomic_write(entry / "model.pt", lambda f: f.write(buffer.getbuffer()))
+        atomic_write(entry / "model.pt", lambda f: f.write(buffer.getbuffer()))
         meta = {"key": key, "info": info, "sha256": _sha256(entry / "model.pt"), "created": time.time()}
         payload = json.dumps(meta, indent=2, sort_keys=True, default=str).encode()
-        _atomic_write(entry / "meta.json", lambda f: f.write(payload))
+        atomic_write(entry / "meta.json", lambda f: f.write(payload))
         return entry
 
     def saved(self, name: str, key: dict[str, Any]) -> bool:
@@ -216,7 +218,7 @@ class ArtifactCache:
         try:
             record = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": time.time()}
             with contextlib.suppress(OSError):  # who holds the lock is for waiting trials' logs: not worth failing
-                _atomic_write(owner, lambda f: f.write(json.dumps(record).encode()))
+                atomic_write(owner, lambda f: f.write(json.dumps(record).encode()))
             hit = self.load(name, key)  # another trial may have built it while we waited
             if hit is not None:
                 return (*hit, False)

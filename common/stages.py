@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import math
 import os
 import shutil
@@ -48,6 +49,7 @@ import torch
 from torch import nn
 
 from common import cpu, params, portability, stagewise
+from common.cache import atomic_write
 from common.context import StageContext
 from common.data import TensorLoader
 from common.deploy import (
@@ -554,21 +556,40 @@ def _check_portability(check: str, path: Path, val_loader: TensorLoader, host_va
                                   min_agreement=min_agreement)
 
 
+class KeepModelError(RuntimeError):
+    """--keep-model could not write the deployed model (a full disk): the trial fails, nothing is left at the path."""
+
+
 def _keep(int8_path: Path, keep: str | None = None) -> str:
-    """Copy the deployed model to `keep` (--keep-model) and into the NNI trial's output directory, where there
-    is one; returns where it was kept, `keep` first, "" if nowhere."""
-    targets = [Path(keep).expanduser()] if keep else []
+    """Copy the deployed model into the NNI trial's output directory, where there is one (a warning if it cannot),
+    and to `keep` (--keep-model: KeepModelError if it cannot); returns where it was kept, `keep` first, "" if
+    nowhere. Each copy is atomic: a path holds the whole model or nothing."""
+    kept = ""
     out = os.environ.get("NNI_OUTPUT_DIR")
     if out:
-        targets.append(Path(out) / DEPLOYED_MODEL_FILE)
-    kept = []
-    for target in targets:
         try:
-            shutil.copyfile(int8_path, target)
-            kept.append(target)
-        except OSError as err:  # the measurements are worth reporting even when the file cannot be kept
-            print(f"warning: could not keep the deployed model at {target}: {err.strerror or err}", flush=True)
-    return str(kept[0]) if kept else ""
+            _copy_whole(int8_path, Path(out) / DEPLOYED_MODEL_FILE)
+            kept = str(Path(out) / DEPLOYED_MODEL_FILE)
+        except OSError as err:  # the measurements are worth reporting even when NNI's copy cannot be kept
+            print(f"warning: could not keep the deployed model at {out}: {_why(err)}", flush=True)
+    if not keep:
+        return kept
+    target = Path(keep).expanduser()
+    try:
+        _copy_whole(int8_path, target)
+    except OSError as err:  # the user asked for this file: a trial that cannot write it must not end as a success
+        elsewhere = f"; the trial's copy is at {kept}" if kept else ""
+        raise KeepModelError(f"--keep-model {target}: {_why(err)}; nothing was written there{elsewhere}") from None
+    return str(target)
+
+
+def _copy_whole(source: Path, target: Path) -> None:
+    with open(source, "rb") as src:
+        atomic_write(target, lambda f: shutil.copyfileobj(src, f))
+
+
+def _why(err: OSError) -> str:
+    return "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
 
 
 def compress_pipeline(ctx: StageContext, arch: str | dict, *, pruner: str,

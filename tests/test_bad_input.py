@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from common.cache import ArtifactCache, CacheReadError
-from common.stages import _keep
+from common.stages import KeepModelError, _keep
 from trials.quant import get_parser
 
 
@@ -85,14 +85,23 @@ def test_keep_model_where_no_file_can_land_fails_at_parse_time(target):
         parse_params(get_parser(), ["--keep-model", target])
 
 
-def test_a_model_that_cannot_be_kept_is_reported_not_raised(tmp_path, monkeypatch, capsys):
+def test_keep_model_on_a_full_disk_fails_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    import common.cache
+
     model = tmp_path / "model.int8.onnx"
-    model.write_bytes(b"onnx")
-    monkeypatch.delenv("NNI_OUTPUT_DIR", raising=False)
-    assert _keep(model, str(tmp_path / "missing-dir" / "kept.onnx")) == ""
-    assert "could not keep the deployed model" in capsys.readouterr().out
+    model.write_bytes(b"onnx" * 1000)
+    (tmp_path / "nni-out").mkdir()
+    monkeypatch.setenv("NNI_OUTPUT_DIR", str(tmp_path / "nni-out"))
     assert _keep(model, str(tmp_path / "kept.onnx")) == str(tmp_path / "kept.onnx")
-    assert os.path.getsize(tmp_path / "kept.onnx") == 4
+    assert (tmp_path / "kept.onnx").read_bytes() == (tmp_path / "nni-out" / "model.int8.onnx").read_bytes() == \
+        model.read_bytes()
+    (tmp_path / "kept.onnx").unlink()
+    (tmp_path / "nni-out" / "model.int8.onnx").unlink()
+    full_disk(monkeypatch, common.cache)
+    with pytest.raises(KeepModelError, match=f"--keep-model {tmp_path / 'full.onnx'}: no space left on device"):
+        _keep(model, str(tmp_path / "full.onnx"))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["model.int8.onnx", "nni-out"]  # nothing partial anywhere
+    assert "could not keep the deployed model" in capsys.readouterr().out  # NNI's copy: a warning, not the failure
 
 
 def _experiment(tmp_path: Path, trials: dict[str, tuple[str, str, object]]) -> Path:

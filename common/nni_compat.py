@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import io
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -491,11 +492,38 @@ def _resilient_channel_class() -> type:
 def resilient_trial_channel(**options) -> None:
     """Make NNI's trial API (get_next_parameter, report_*_result) use the retrying channel above. Call before the
     first of them; outside an NNI v3 trial (no HTTP command channel) it changes nothing."""
-    import os
-
     url = os.environ.get("NNI_TRIAL_COMMAND_CHANNEL", "")
     if not url.startswith("http://"):
         return
     from nni.runtime.trial_command_channel import set_default_trial_command_channel
 
     set_default_trial_command_channel(_resilient_channel_class()(url, **options))
+
+
+# ------------------------------------------------------------------------------------------------
+# A dead dispatcher (issue #27). When the tuner raises, NNI's dispatcher thread logs the traceback, the dispatcher
+# process exits ("Dispatcher terminiated", sic), and the manager keeps the experiment RUNNING with no trial ever
+# started again, until maxExperimentDuration: nothing in the web UI says so. This reads it from dispatcher.log.
+
+
+def dispatcher_failure(experiment_dir: str | os.PathLike) -> str | None:
+    """Why the dispatcher (tuner process) of the experiment in `experiment_dir` (NNI's `<logDir>/<id>`) has
+    exited since it last started, from its dispatcher.log: the exception it died of, in one line; None while it
+    runs. Only meaningful while the experiment has not ended (a stopped experiment's dispatcher exits too)."""
+    from pathlib import Path
+
+    try:
+        text = (Path(experiment_dir) / "log" / "dispatcher.log").read_text(errors="replace")
+    except OSError:
+        return None
+    run = text[text.rfind("Dispatcher started"):]  # `nnictl resume` appends a new run to the same log
+    if "Dispatcher exiting" not in run and "Dispatcher terminiated" not in run:
+        return None
+    lines = run.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+    if starts:
+        after = [line for line in lines[starts[-1] + 1:] if line and not line[0].isspace()]
+        if after and not after[0].startswith("["):
+            return after[0]  # the exception line, e.g. "KeyError: 0"
+    errors = [line for line in lines if " ERROR (" in line]
+    return errors[-1].split(") ", 1)[-1] if errors else "it exited without an error in dispatcher.log"

@@ -140,9 +140,23 @@ def _database(exp_id: str, registry_path: Path | None = None) -> Path:
     return db
 
 
+def _warn_if_tuner_died(exp_id: str, experiment_dir: Path, registry_path: Path | None) -> None:
+    """NNI keeps an experiment whose tuner (dispatcher) died RUNNING, silently (issue #27): say so in one line; the
+    report goes on with the trials it has."""
+    import sys
+
+    from common.nni_compat import dispatcher_failure
+
+    why = _registry(registry_path)[exp_id].get("status") == "RUNNING" and dispatcher_failure(experiment_dir)
+    if why:
+        print(f"warning: experiment {exp_id}: NNI's tuner process (dispatcher) exited ({why}); no trial will start "
+              f"again though NNI says RUNNING (nnictl stop {exp_id})", file=sys.stderr)
+
+
 def load_experiment(exp_id: str, registry_path: Path | None = None) -> list[TrialRecord]:
     """All trials of one experiment from its sqlite database (read-only; works while it runs)."""
     db = _database(exp_id, registry_path)
+    _warn_if_tuner_died(exp_id, db.parents[1], registry_path)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         status: dict[str, str] = {}

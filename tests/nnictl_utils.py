@@ -88,13 +88,18 @@ class Experiment:
         except Exception as err:  # noqa: BLE001 - cleanup must not hide the test's own failure
             print(f"warning: could not stop experiment {target}: {err}")
 
+    @property
+    def experiment_dir(self) -> Path:
+        """NNI's folder of this experiment: its db/, log/ and trials' environments/."""
+        return self.tmp / "nni-experiments" / str(self.id)
+
     def api(self, path: str):
         return manager_get(self.port, path)
 
     def wait(self, timeout_s: float) -> str:
         """Wait until the experiment ends; return its final status (DONE, ERROR, ...; common.cli.record's rule)."""
-        try:
-            return wait_until_ended(self.port, poll_s=3, timeout_s=timeout_s)
+        try:  # a tuner that died ends the wait at once (TunerDied, one line with the id), not at the timeout
+            return wait_until_ended(self.port, poll_s=3, timeout_s=timeout_s, experiment_dir=self.experiment_dir)
         except TimeoutError as err:
             raise TimeoutError(f"experiment {self.id}: {err}; logs in {self.tmp}") from None
 

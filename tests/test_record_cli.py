@@ -123,3 +123,40 @@ def test_a_tuner_out_of_trials_ends_the_wait_once_its_last_trial_has_ended(monke
     monkeypatch.setattr(record, "manager_get", manager)
     assert record.wait_until_ended(1, poll_s=0, settle_s=0, timeout_s=5) == "TUNER_NO_MORE_TRIAL"
     assert asked.count("trial-jobs") == 3  # not before the running trial had ended
+
+
+DEAD = ROOT / "tests" / "fixtures" / "dead_dispatcher"  # dispatcher.log of a real run: stock TPE, first trial killed
+
+
+def test_a_dead_tuner_is_read_from_its_dispatcher_log(tmp_path):
+    from common.nni_compat import dispatcher_failure
+
+    assert dispatcher_failure(DEAD) == "KeyError: 0"
+    (tmp_path / "log").mkdir()
+    resumed = (DEAD / "log" / "dispatcher.log").read_text() + "[2026-12-08 03:10:00] INFO (nni.runtime." \
+        "msg_dispatcher_base/MainThread) Dispatcher started\n"  # `nnictl resume` started a new one
+    (tmp_path / "log" / "dispatcher.log").write_text(resumed)
+    assert dispatcher_failure(tmp_path) is None
+    assert dispatcher_failure(tmp_path / "nothing-here") is None
+
+
+def test_waiting_ends_at_once_when_the_tuner_died(monkeypatch):
+    """NNI keeps such an experiment RUNNING until maxExperimentDuration; the recorder and the e2e harness say why."""
+    from common.cli import record
+
+    monkeypatch.setattr(record, "manager_get", lambda port, path: {"status": "RUNNING"})
+    with pytest.raises(record.TunerDied, match=r"experiment dead_dispatcher: .*exited \(KeyError: 0\)"):
+        record.wait_until_ended(1, poll_s=0, timeout_s=5, experiment_dir=DEAD)
+
+
+@pytest.mark.parametrize(("status", "counts", "code"), [
+    ("DONE", {"SUCCEEDED": 2, "FAILED": 1}, 0), ("DONE", {"FAILED": 3}, 1), ("TUNER_DIED", {"SUCCEEDED": 1}, 1)])
+def test_the_exit_status_says_whether_anything_was_recorded(monkeypatch, tmp_path, capsys, status, counts, code):
+    from common.cli import record
+
+    monkeypatch.setattr(record, "record", lambda config, port, poll: ("abc123", status, counts))
+    config = _config(tmp_path, "one", 1)
+    assert record.main([str(config), "--ids", str(tmp_path / "ids.txt")]) == code
+    out = capsys.readouterr()
+    assert f"experiment abc123 {status}" in out.out and ("not recorded" in out.err) == bool(code)
+    assert (tmp_path / "ids.txt").read_text().split() == [str(config), "abc123", status]  # kept either way

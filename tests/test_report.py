@@ -315,3 +315,18 @@ def test_pick_reads_the_same_sources_as_the_report_and_says_when_none_fits(tmp_p
     said = capsys.readouterr().out.splitlines()[0]
     assert none.value.code == 1 and "trials is within latency_ratio_b1 <= 0.0001; closest: trial" in said
     assert said.split("closest: trial ")[1].split()[0] in {t["trial_id"] for t in ours}
+
+
+def test_a_running_experiment_whose_tuner_died_is_named_in_one_line(registry, capsys):
+    """NNI keeps it RUNNING with no error anywhere (issue #27); the report says so and still reads its trials."""
+    entries = json.loads(registry.read_text())
+    entries[EXP_ID]["status"] = "RUNNING"
+    registry.write_text(json.dumps(entries))
+    assert load_experiment(EXP_ID, registry) and capsys.readouterr().err == ""  # its dispatcher runs
+    log_dir = registry.parent / "logs" / EXP_ID / "log"
+    log_dir.mkdir()
+    shutil.copy(FIXTURES / "dead_dispatcher" / "log" / "dispatcher.log", log_dir)  # a real dead one's log
+    assert load_experiment(EXP_ID, registry)
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: experiment {EXP_ID}: NNI's tuner process (dispatcher) exited (KeyError: 0); no trial will start "
+        f"again though NNI says RUNNING (nnictl stop {EXP_ID})"]

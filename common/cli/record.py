@@ -17,6 +17,7 @@ goes on with the next one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -24,10 +25,13 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
+
+from common.nni_compat import dispatcher_failure
 
 ENDED = ("DONE", "STOPPED", "ERROR")
 # No trial will start: the trial budget is spent (NO_MORE_TRIAL) or the tuner has none left (TUNER_NO_MORE_TRIAL,
@@ -66,13 +70,18 @@ def manager_get(port: int, path: str):
         return json.loads(r.read())
 
 
+class TunerDied(RuntimeError):
+    """The experiment's tuner process (NNI's dispatcher) exited: no trial will start again, yet NNI says RUNNING."""
+
+
 def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, timeout_s: float | None = None,
-                     unanswered: int = 3) -> str:
+                     unanswered: int = 3, experiment_dir: Path | None = None) -> str:
     """The experiment's status once its trials have ended (DONE, STOPPED or ERROR). NNI reports NO_MORE_TRIAL
     while the last trials still run and flips it to DONE a moment after they end; a manager that never flips it
     (always so for TUNER_NO_MORE_TRIAL) returns its status after `settle_s` with nothing waiting or running. A
     manager busy enough to miss a query is asked again; the error of `unanswered` missed queries in a row is raised
-    (it is gone). TimeoutError after `timeout_s`."""
+    (it is gone). TimeoutError after `timeout_s`. With `experiment_dir` (the manager's logDir), TunerDied as soon as
+    its dispatcher.log says the tuner exited (common.nni_compat.dispatcher_failure)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     status, idle_since, missed = "UNKNOWN", None, 0
     while deadline is None or time.monotonic() < deadline:
@@ -88,6 +97,11 @@ def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, ti
         missed = 0
         if status in ENDED:
             return status
+        why = dispatcher_failure(experiment_dir) if experiment_dir else None
+        if why:
+            raise TunerDied(f"experiment {Path(experiment_dir).name}: NNI's tuner process (dispatcher) exited "
+                            f"({why}); no trial will start again, though NNI says {status}. "
+                            f"See {Path(experiment_dir) / 'log' / 'dispatcher.log'}")
         if status in NO_MORE and all(j["status"] not in ("WAITING", "RUNNING") for j in jobs):
             idle_since = idle_since or time.monotonic()
             if time.monotonic() - idle_since > settle_s:
@@ -96,8 +110,9 @@ def wait_until_ended(port: int, poll_s: float = 10.0, settle_s: float = 60.0, ti
     raise TimeoutError(f"the experiment on port {port} is still {status} after {timeout_s:.0f}s")
 
 
-def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
-    """`nnictl create` the config, wait for its trials, `nnictl stop` it; returns (experiment id, final status)."""
+def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str, dict[str, int]]:
+    """`nnictl create` the config, wait for its trials, `nnictl stop` it; returns (experiment id, final status,
+    trials per status). A tuner that died is status TUNER_DIED, said in one line."""
     nnictl = shutil.which("nnictl")
     if nnictl is None:
         raise SystemExit("nnictl is not on PATH: python3 -m pip install -r requirements.txt")
@@ -105,13 +120,19 @@ def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str]:
                              capture_output=True, text=True)
     if created.returncode != 0:
         raise SystemExit(f"nnictl create --config {config} failed:\n{created.stdout[-2000:]}{created.stderr[-2000:]}")
-    exp_id = manager_get(port, "experiment")["id"]  # from the manager on our port, not nnictl's coloured text
+    experiment = manager_get(port, "experiment")  # from the manager on our port, not nnictl's coloured text
+    exp_id, counts = experiment["id"], {}
     try:
-        status = wait_until_ended(port, poll_s)
+        status = wait_until_ended(port, poll_s, experiment_dir=Path(experiment["logDir"]))
     except OSError:  # the manager stopped answering: stopped by hand, or it died
         status = "STOPPED"
+    except TunerDied as err:
+        print(f"{config}: {err}", file=sys.stderr, flush=True)
+        status = "TUNER_DIED"
+    with contextlib.suppress(OSError):
+        counts = Counter(job["status"] for job in manager_get(port, "trial-jobs"))
     subprocess.run([nnictl, "stop", exp_id], capture_output=True)
-    return exp_id, status
+    return exp_id, status, dict(counts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,13 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in [*args.configs, *([args.search_space] if args.search_space else [])]:
         if not path.is_file():
             parser.error(f"{path}: no such file")
+    failed = []
     with tempfile.TemporaryDirectory(prefix="record-") as tmp:
         for config in args.configs:
             prepared = prepared_config(config, Path(tmp), args.search_space, args.trial_args)
-            exp_id, status = record(prepared, args.port, args.poll)
+            exp_id, status, counts = record(prepared, args.port, args.poll)
             with open(args.ids, "a") as f:
                 f.write(f"{config} {exp_id} {status}\n")
-            print(f"{config}: experiment {exp_id} {status}", flush=True)
+            trials = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials"
+            print(f"{config}: experiment {exp_id} {status} ({trials})", flush=True)
+            if status == "TUNER_DIED" or not counts.get("SUCCEEDED"):
+                failed.append(f"{config} ({exp_id}: {status}, {trials})")
+    if failed:  # what finished is kept (--ids); the exit status says that something did not
+        print(f"not recorded: {'; '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,5 +49,5 @@ class StageContext:
     def build(self, arch: str | dict, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
         """`arch` for these images and classes, with `state` loaded (resized where pruning narrowed it)."""
         check_resolution(arch, min(self.image_shape[1:]))
-        model = build_model(arch, self.num_classes, self.image_shape[0])
+        model = build_model(arch, self.num_classes, self.image_shape[0], self.image_shape[-1])
         return model if state is None else load_resized(model, state)

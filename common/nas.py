@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.metrics import size_measurement
-from common.models import ResNetSpec, arch_key, build_model
+from common.models import DEFAULT_MODEL, ResNetSpec, arch_key, build_model
 from common.record import comparison_keys, ranking, read, result_keys, upgrade
 
 if TYPE_CHECKING:
@@ -183,7 +183,7 @@ def candidate_metrics(ctx: StageContext, model: nn.Module, baseline: nn.Module |
 
     if baseline is None:
         candidate = measure(ctx, {"model": model})[0]["model"]
-        reference = size_measurement(build_model("resnet18", ctx.num_classes, ctx.image_shape[0]), ctx.image_shape)
+        reference = size_measurement(build_model(DEFAULT_MODEL, ctx.num_classes, ctx.image_shape[0]), ctx.image_shape)
         return {**result_keys(candidate), **comparison_keys(candidate, reference)}
     m, _ = measure(ctx, {"model": model, "dense": baseline})
     return {**result_keys(m["model"]), **result_keys(m["dense"], "dense"), **comparison_keys(m["model"], m["dense"])}

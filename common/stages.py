@@ -8,7 +8,7 @@ measured:
   pipeline) do not repeat it;
 - `quantize_deploy_measure(ctx, start, references, ...)`, which the quantization and pipeline trials share.
 
-`quantize_deploy_measure(ctx, start, {"dense": resnet18, ...}, ...)`
+`quantize_deploy_measure(ctx, start, {"dense": dense_model, ...}, ...)`
 quantizes `start` with an NNI quantizer (PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's
 TorchEvaluator), deploys the result as a real int8 ONNX Runtime model carrying NNI's scales, and measures,
 in one process:
@@ -66,7 +66,7 @@ from common.deploy import (
     runtime_module,
 )
 from common.metrics import contention, measure_latency, size_measurement
-from common.models import arch_key
+from common.models import DEFAULT_MODEL, arch_key
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
 from common.quantization import (
@@ -175,7 +175,7 @@ def dense_key(ctx: StageContext, arch: str | dict) -> dict[str, Any]:
             "precision": training_precision(ctx.train, ctx.device)}  # bf16 only where this CPU has it
 
 
-def dense_stage(ctx: StageContext, arch: str | dict = "resnet18",
+def dense_stage(ctx: StageContext, arch: str | dict = DEFAULT_MODEL,
                 report_epochs: bool = False) -> tuple[nn.Module, dict]:
     """The trained dense model from the artifact cache; trained here (once, under a lock) if missing.
     Returns the model (on `ctx.device`, in eval mode) and its training history."""
@@ -597,13 +597,14 @@ def compress_pipeline(ctx: StageContext, arch: str | dict, *, pruner: str,
                       calibration_batches: int = DEFAULT_CALIBRATION_BATCHES, prune_schedule: str = "oneshot",
                       prune_steps: int = 1,
                       stage_sparsity: tuple[float, ...] | None = None, stage_bits: tuple[int, ...] | None = None,
-                      **deployment_options: Any) -> dict[str, Any]:
+                      model: str = DEFAULT_MODEL, **deployment_options: Any) -> dict[str, Any]:
     """The combined experiment: `arch` trained (cached) → pruned + fine-tuned (cached) → quantized → deployed int8,
-    every stage measured beside the dense ResNet-18 baseline. Keys: `dense_*` the baseline, `arch_*` the
-    trained architecture, `pruned_*`, `sim_*` (NNI's simulation), `int8_*` and the headline keys the deployed model.
+    every stage measured beside the dense `model` (`--model`, ResNet-18 by default; `arch` is `model` itself or a
+    NAS architecture). Keys: `dense_*` the baseline, `arch_*` the trained architecture, `pruned_*`, `sim_*` (NNI's
+    simulation), `int8_*` and the headline keys the deployed model.
     """
-    baseline, _ = dense_stage(ctx, "resnet18")
-    trained = baseline if arch == "resnet18" else dense_stage(ctx, arch)[0]
+    baseline, _ = dense_stage(ctx, model)
+    trained = baseline if arch == model else dense_stage(ctx, arch)[0]
     pruned, prune_info = pruned_stage(ctx, arch, pruner, sparsity, schedule=prune_schedule, steps=prune_steps,
                                       stage_sparsity=stage_sparsity)
     metrics = quantize_deploy_measure(ctx, pruned, {"dense": baseline, "arch": trained},

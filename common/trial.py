@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
-from common import cpu, nni_compat, params, stagewise
+from common import cpu, models, nni_compat, params, stagewise
 from common.cache import ArtifactCache, default_home
 from common.context import StageContext
 from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
@@ -60,6 +60,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="imagefolder: train without unreadable images (counted in the log) instead of failing")
     p.add_argument("--cache-dir", default=None, help="artifact cache (default: $NNI_SUITE_HOME/artifacts)")
     p.add_argument("--seed", type=int, default=0)
+    models.add_model_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--latency-threads", type=int, default=1, help="CPU threads for latency measurement")
     p.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tune epochs")
@@ -244,6 +245,8 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
                            channels_last=device.type == "cuda", pad=profile.crop_pad)
     cache = ArtifactCache(args.cache_dir)
+    if not models.is_registered(args.model):  # a user's model: every step it must survive, tried before training
+        models.check_model(args.model, splits.num_classes, tuple(splits.train_images.shape[1:]))
     seed_everything(args.seed)
     print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
           f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)

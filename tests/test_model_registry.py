@@ -1,5 +1,10 @@
 """The model registry (common/models.py): ResNet-18's cache keys pinned, models by name, a user's factory."""
 
+import re
+
+import pytest
+import torch
+
 from common import trial
 from common.cache import key_digest
 from common.models import arch_key
@@ -18,3 +23,102 @@ def test_resnet18_cache_keys_are_those_existing_caches_and_records_hold(tmp_path
     assert key_digest(pruned_key(ctx, "resnet18", "l1", 0.5, "gradual", 3)) == "e4b0e2f11766f942"
     assert key_digest(pruned_key(ctx, "resnet18", "fpgm", 0.5, stage_sparsity=(0.2, 0.4, 0.6, 0.7))) == \
         "9d868093221073c5"
+
+
+USER_MODEL = '''
+import torch
+from torch import nn
+
+
+def build(num_classes, input_shape):
+    """A user's model: a depthwise-separable block and a classifier."""
+    c = input_shape[0]
+    return nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes))
+
+
+def not_a_module(num_classes, input_shape):
+    return "a string"
+
+
+class Branchy(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            x = -x
+        return self.fc(x.flatten(1)[:, :4])
+
+
+def branchy(num_classes, input_shape):
+    return Branchy(num_classes)
+'''
+
+
+def _user_file(tmp_path):
+    path = tmp_path / "outside" / "mymodels.py"
+    path.parent.mkdir()
+    path.write_text(USER_MODEL)
+    return path
+
+
+def test_registry_names_resnet18_and_mobilenet_v2_with_their_stages():
+    from common.models import DEFAULT_MODEL, MODELS, build_model
+
+    assert DEFAULT_MODEL == "resnet18" and {"resnet18", "mobilenet_v2"} <= set(MODELS)
+    model = build_model("mobilenet_v2", 7, in_channels=1, image_size=16).eval()
+    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 7)
+    record = MODELS["mobilenet_v2"]
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    stages = {record.stage_of(n) for n in convs}
+    assert stages == {None, 0, 1, 2, 3} and record.stage_of("features.0.0") is None  # the stem follows stage 1
+    assert record.stage_of("classifier.1") is None and record.stage_of("features.18.0") == 3
+    assert MODELS["resnet18"].stage_of("layer3.1.conv2") == 2 and MODELS["resnet18"].stage_of("conv1") is None
+
+
+def test_unknown_model_fails_when_parameters_are_checked(tmp_path):
+    with pytest.raises(ValueError, match=r"--model 'nope': unknown model; one of resnet18, mobilenet_v2"):
+        trial.parse_params(trial.base_parser("t"), ["--model", "nope"])
+    with pytest.raises(ValueError, match=r"--model no_such_pkg\.mod:f: step import"):
+        trial.parse_params(trial.base_parser("t"), ["--model", "no_such_pkg.mod:f"])
+    with pytest.raises(ValueError, match=r"step import: .* has no callable 'missing'"):
+        trial.parse_params(trial.base_parser("t"), ["--model", f"{_user_file(tmp_path)}:missing"])
+
+
+def test_a_factory_from_a_file_outside_the_repository_builds_with_a_key_of_its_source(tmp_path):
+    from common.models import arch_key, build_model, check_model
+
+    path = _user_file(tmp_path)
+    spec = f"{path}:build"
+    model = build_model(spec, 5, in_channels=1, image_size=12)
+    assert model(torch.randn(3, 1, 12, 12)).shape == (3, 5)
+    check_model(spec, 5, (1, 12, 12))  # builds, runs, traces, exports
+    key = arch_key(spec)
+    path.write_text(USER_MODEL + "\n# edited\n")
+    assert arch_key(spec) != key  # an edited model is a new cache entry
+
+
+@pytest.mark.parametrize(("factory", "step"), [("not_a_module", "step build: factory returned str"),
+                                               ("branchy", "step trace")])
+def test_a_model_that_cannot_be_compressed_fails_naming_model_and_step(tmp_path, factory, step):
+    from common.models import check_model
+
+    spec = f"{_user_file(tmp_path)}:{factory}"
+    with pytest.raises(ValueError, match=rf"^--model {re.escape(spec)}: {step}"):
+        check_model(spec, 10, (1, 8, 8))
+
+
+def test_a_pruned_depthwise_model_reloads_by_shape(tmp_path):
+    """Pruning narrows a depthwise conv's groups with its channels: the cached state dict must load back."""
+    from common.models import build_model, load_resized
+    from common.pruning import prune_model
+
+    spec = f"{_user_file(tmp_path)}:build"
+    pruned, _ = prune_model(build_model(spec, 4, 1, 8).eval(), "l1", 0.5, torch.randn(1, 1, 8, 8))
+    assert pruned[3].groups == pruned[3].out_channels == 4
+    reloaded = load_resized(build_model(spec, 4, 1, 8), pruned.state_dict()).eval()
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(reloaded(x), pruned.eval()(x))

@@ -44,7 +44,7 @@ def test_invalid_specs_are_rejected(bad, match):
 
 
 def test_unknown_arch_name():
-    with pytest.raises(ValueError, match="unknown architecture 'resnet50'"):
+    with pytest.raises(ValueError, match="'resnet50': unknown model"):
         build_model("resnet50")
 
 

@@ -1,4 +1,5 @@
-"""Baseline trial: train (or load from the artifact cache) the dense CIFAR ResNet-18, measure, report.
+"""Baseline trial: train (or load from the artifact cache) the dense model (`--model`, ResNet-18 by default),
+measure, report.
 
     python trials/baseline.py --profile smoke
 """
@@ -12,7 +13,7 @@ def main() -> None:
     args = parse_params(base_parser(__doc__))
     ctx = stage_context(start_session(args))
 
-    dense, _ = dense_stage(ctx, "resnet18", report_epochs=True)
+    dense, _ = dense_stage(ctx, args.model, report_epochs=True)
     measured, _ = measure(ctx, {"dense": dense})
     report_objective(result_keys(measured["dense"]), args, "baseline")
 

@@ -16,7 +16,7 @@ def get_parser():
     parser = base_parser(__doc__)
     add_candidate_arguments(parser)
     parser.add_argument("--compare-baseline", action="store_true",
-                        help="also report the cached ResNet-18's accuracy and interleaved latency")
+                        help="also report the cached --model's (ResNet-18's) accuracy and interleaved latency")
     return parser
 
 
@@ -27,7 +27,7 @@ def main() -> None:
 
     arch = arch_dict(candidate)
     model, _ = dense_stage(ctx, arch, report_epochs=True)
-    baseline = dense_stage(ctx, "resnet18")[0] if args.compare_baseline else None
+    baseline = dense_stage(ctx, args.model)[0] if args.compare_baseline else None
 
     metrics = {"arch": arch_key(arch), **candidate_metrics(ctx, model, baseline)}
     report_objective(metrics, args, "nas")

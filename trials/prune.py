@@ -1,5 +1,5 @@
-"""Pruning trial: cached dense ResNet-18 → NNI filter pruning (dependency-aware) → speed-up →
-fine-tune → measure next to the dense model → report to NNI.
+"""Pruning trial: cached dense model (`--model`, ResNet-18 by default) → NNI filter pruning (dependency-aware) →
+speed-up → fine-tune → measure next to the dense model → report to NNI.
 
     python trials/prune.py --pruner fpgm --sparsity 0.5 --profile smoke
     python trials/prune.py --pruner fpgm --sparsity 0.5 --prune-schedule gradual --prune-steps 3   # 3 rounds
@@ -30,8 +30,8 @@ def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     ctx = stage_context(start_session(args))
 
-    dense, _ = dense_stage(ctx, "resnet18")
-    pruned, info = pruned_stage(ctx, "resnet18", args.pruner, args.sparsity, schedule=args.prune_schedule,
+    dense, _ = dense_stage(ctx, args.model)
+    pruned, info = pruned_stage(ctx, args.model, args.pruner, args.sparsity, schedule=args.prune_schedule,
                                 steps=args.prune_steps, report_epochs=True,
                                 stage_sparsity=stagewise.parse("stage_sparsity", args.stage_sparsity))
 

@@ -1,6 +1,7 @@
-"""Quantization trial: cached dense (or 50%-pruned) ResNet-18 → NNI quantizer (PTQ calibrates; QAT, LSQ and
-DoReFa fine-tune through NNI's TorchEvaluator) → a real int8 ONNX Runtime model carrying NNI's scales →
-accuracy of both, their agreement, CPU latency (fp32 torch, fp32 ORT, int8 ORT) and size → report to NNI.
+"""Quantization trial: cached dense (or 50%-pruned) model (`--model`, ResNet-18 by default) → NNI quantizer
+(PTQ calibrates; QAT, LSQ and DoReFa fine-tune through NNI's TorchEvaluator) → a real int8 ONNX Runtime model
+carrying NNI's scales → accuracy of both, their agreement, CPU latency (fp32 torch, fp32 ORT, int8 ORT) and size →
+report to NNI.
 
     python trials/quant.py --algorithm qat --bits 8 --start pruned --profile smoke
 
@@ -36,8 +37,8 @@ def main() -> None:
     args = parse_params(get_parser())  # checks every parameter: a bad value fails in seconds, before any training
     ctx = stage_context(start_session(args))
 
-    dense, _ = dense_stage(ctx, "resnet18")
-    start = dense if args.start == "dense" else pruned_stage(ctx, "resnet18", *PRUNED)[0]
+    dense, _ = dense_stage(ctx, args.model)
+    start = dense if args.start == "dense" else pruned_stage(ctx, args.model, *PRUNED)[0]
     metrics = quantize_deploy_measure(ctx, start, {"dense": dense}, algorithm=args.algorithm,
                                       bits=args.bits, calibration_batches=args.calibration_batches,
                                       stage_bits=stagewise.parse("stage_bits", args.stage_bits),

@@ -40,6 +40,7 @@ from common.record import COST_KEYS
 logger = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
+SEARCH_SPACE_TYPES = ("choice", "uniform", "quniform", "loguniform", "randint")
 # What a trial reports that a front can be made of: validation accuracies, the costs a budget can cap, and the
 # size of weights packed at their bit width (a quantization trial's `packed_size_ratio`).
 OBJECTIVE_KEYS = frozenset({"val_acc", "int8_val_acc", "packed_size_ratio", *COST_KEYS})
@@ -77,20 +78,27 @@ def distribution(key: str, spec: Any):
         return FloatDistribution(low, low + steps * q, step=q)
     if kind == "randint" and isinstance(value, list) and len(value) == 2:
         return IntDistribution(int(value[0]), int(value[1]) - 1)  # NNI: upper bound exclusive
-    raise ValueError(f"ParetoTuner supports choice (flat), uniform, quniform, loguniform and randint; "
-                     f"{key!r} is {spec!r}")
+    raise ValueError(f"ParetoTuner search space key {key!r}: type {kind!r} with {value!r} is not supported; "
+                     f"use {', '.join(SEARCH_SPACE_TYPES)} (choice with flat values)")
 
 
 @tolerates_stale_ids  # a re-delivered parameter id is logged, not fatal (common/nni_compat.py)
 class ParetoTuner(Tuner):
     """NSGA-II over an NNI search space, minimising / maximising several result keys at once."""
 
-    def __init__(self, objectives: Mapping[str, str], seed: int | None = 0, population_size: int = 8) -> None:
+    def __init__(self, objectives: Mapping[str, str] | None = None, seed: int | None = 0, population_size: int = 8,
+                 **unknown: Any) -> None:
         import optuna
 
+        # One line naming the classArg: NNI's dispatcher logs only this, and the web UI says "did not connect".
+        if unknown:
+            raise ValueError(f"ParetoTuner classArgs {', '.join(sorted(unknown))}: unknown; "
+                             "known: objectives, seed, population_size")
         self.objectives = validate_objectives(objectives)
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 2:
             raise ValueError(f"ParetoTuner population_size must be an integer >= 2, got {population_size!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"ParetoTuner seed must be an integer or null, got {seed!r}")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
         self.study = optuna.create_study(directions=list(self.objectives.values()), sampler=sampler)

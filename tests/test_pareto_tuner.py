@@ -78,8 +78,15 @@ def test_a_bad_objective_config_fails_at_creation_naming_the_key(bad, message):
         ParetoTuner(bad)
 
 
+@pytest.mark.parametrize("args, named", [({"population": 4}, "classArgs population: unknown"),
+                                         ({"seed": "0"}, "seed must be an integer or null, got '0'")])
+def test_a_bad_class_arg_fails_at_creation_naming_it(args, named):
+    with pytest.raises(ValueError, match=named):
+        ParetoTuner({"val_acc": "maximize"}, **args)
+
+
 def test_an_unsupported_search_space_type_is_named():
-    with pytest.raises(ValueError, match="'w' is"):
+    with pytest.raises(ValueError, match="key 'w': type 'normal'"):
         ParetoTuner({"val_acc": "maximize"}).update_search_space({"w": {"_type": "normal", "_value": [0, 1]}})
 
 

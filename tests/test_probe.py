@@ -111,3 +111,37 @@ def test_cache_commands_on_a_missing_folder_name_it(tmp_path, capsys, command):
     assert main([command, "--cache-dir", str(missing)]) == 1
     err = capsys.readouterr().err
     assert str(missing) in err and "does not exist" in err and "\n" not in err.strip()
+
+
+PARETO_SMOKE = "experiments/pareto/config.smoke.yml"
+
+
+@pytest.mark.parametrize("change, named", [
+    (("val_acc: maximize", "val_accuracy: maximize"), "objective 'val_accuracy'"),
+    (("latency_ratio_b1: minimize", "latency_ratio_b1: min"), "direction 'min'"),
+    (("population_size: 4", "population: 4"), "classArgs population: unknown"),
+    (("searchSpaceFile: search_space.json", 'searchSpace: {w: {_type: normal, _value: [0, 1]}}'),
+     "key 'w': type 'normal'"),
+])
+def test_configs_check_names_what_would_stall_or_kill_the_pareto_tuner(tmp_path, capsys, change, named):
+    """Before nnictl create: one line naming the key, not an experiment RUNNING with 0 trials or 'did not connect'."""
+    from common.cli.configs import main
+    from tests.nnictl_utils import ROOT
+
+    text = (ROOT / PARETO_SMOKE).read_text()
+    assert change[0] in text
+    config = tmp_path / "pareto" / "config.yml"
+    config.parent.mkdir()
+    config.write_text(text.replace(*change))
+    (tmp_path / "pareto" / "search_space.json").write_text((ROOT / "experiments/pareto/search_space.json").read_text())
+    assert main(["check", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert named in err and str(config) in err and "\n" not in err
+
+
+def test_configs_check_passes_every_committed_config(capsys):
+    from common.cli.configs import main
+    from tests.nnictl_utils import ROOT
+
+    configs = sorted(str(p) for p in (ROOT / "experiments").glob("*/config*.yml"))
+    assert main(["check", *configs]) == 0, capsys.readouterr().err

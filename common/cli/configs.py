@@ -3,11 +3,19 @@
     python3 -m common.cli.configs render                          # print every config
     python3 -m common.cli.configs render pruning/config.cpu.yml   # print one
     python3 -m common.cli.configs render --write                  # regenerate them all
+    python3 -m common.cli.configs check experiments/pareto/config.yml   # before nnictl create: one line if wrong
+
+`check` builds the config's tuner as NNI's dispatcher would (a suite tuner, `common.*`: its classArgs, then its
+search space), so a bad objective, classArg or search-space type is one line naming it, in seconds, instead of an
+experiment that sits RUNNING with no trial or ends "Tuner did not connect" with the reason in dispatcher.log.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +54,49 @@ def _find(name: str, parser: argparse.ArgumentParser) -> Config:
     return parser.error(f"no config {name!r}; known: {', '.join(c.path for c in CONFIGS)}")
 
 
+def check(path: Path) -> str:
+    """What `nnictl create` would fail on in the config at `path`, as one line; "" when nothing."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        return f"{path}: not a readable YAML config ({type(err).__name__}: {str(err).splitlines()[0]})"
+    if not isinstance(config, dict):
+        return f"{path}: not an NNI config (a YAML mapping)"
+    space = config.get("searchSpace")
+    if space is None and config.get("searchSpaceFile"):
+        space_file = path.parent / str(config["searchSpaceFile"])
+        try:
+            space = json.loads(space_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            return f"{path}: searchSpaceFile {space_file}: {type(err).__name__}: {err}"
+    tuner = config.get("tuner") or {}
+    class_name = str(tuner.get("className") or "")
+    if not class_name.startswith("common."):  # NNI's built-in tuners are NNI's to check
+        return ""
+    from nni.tuner import Tuner
+
+    module, _, name = class_name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        return f"{path}: tuner className {class_name}: {err}"
+    if not (isinstance(cls, type) and issubclass(cls, Tuner)):  # an advisor (Hyperband) needs the dispatcher's channel
+        return ""
+    nni_log = logging.getLogger("nni")
+    level = nni_log.level
+    nni_log.setLevel(logging.WARNING)  # the built-in tuners' INFO lines ("Grid initialized")
+    try:
+        built = cls(**(tuner.get("classArgs") or {}))  # what the dispatcher does, then the search space
+        built.update_search_space(space or {})
+    except (TypeError, ValueError, KeyError) as err:
+        return f"{path}: tuner {name}: {err}"
+    finally:
+        nni_log.setLevel(level)
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.configs", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,7 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = sub.add_parser("render", help="print (or --write) the experiments' NNI configs")
     r.add_argument("name", nargs="?", help="one config, e.g. pruning/config.cpu.yml (default: all)")
     r.add_argument("--write", action="store_true", help="write every experiments/*/config*.yml")
+    c = sub.add_parser("check", help="check configs before nnictl create: the tuner's classArgs and search space")
+    c.add_argument("configs", nargs="+", type=Path, help="config files, e.g. experiments/pareto/config.yml")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        problems = [problem for path in args.configs if (problem := check(path))]
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"{len(args.configs)} config(s) ok")
+        return 1 if problems else 0
     if args.write:
         if args.name:
             parser.error("--write writes every config: give no name")

@@ -143,7 +143,7 @@ def check_avx2(model: str | os.PathLike, images: np.ndarray, host_top1: Mapping[
     reason = unavailable_reason()
     if reason:
         log(f"portability check skipped: {reason}")
-        return Portability("avx2", dict.fromkeys(host_top1), None, 0, 0.0, reason)
+        return Portability("skipped", dict.fromkeys(host_top1), None, 0, 0.0, reason)  # what ran: nothing
     t0 = time.perf_counter()
     agreement: dict[str, float | None] = {}
     notes = []

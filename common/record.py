@@ -85,8 +85,9 @@ RESULT_KEYS: tuple[tuple[str, str], ...] = (
                                                       "it missed"),
     ("val_acc_before_finetune", "what fine-tuning recovered (gradual pruning: after the first round's cut)"),
     ("int8_scheme_used, portability_check_used, portable_avx2, agreement_val_avx2_ort, agreement_val_avx2_openvino",
-     "the int8 weight grid, and whether the deployed file computes the same on an emulated AVX2-only CPU "
-     "(null: not checked, `portability_note` says why)"),
+     "the int8 weight grid, the AVX2 check that ran (`avx2`; `skipped`: asked for but impossible here, "
+     "`portability_note` says why; `none`: not asked for), and whether the deployed file computes the same on an "
+     "emulated AVX2-only CPU (null: not checked)"),
     ("cpu_model, cpu_isa", "the CPU the trial ran on and its int8-relevant instruction sets"),
     ("trial", "the kind of trial (`baseline`, `prune`, `quant`, `nas`, `pipeline`), declared by the script"),
     ("pruner, sparsity, stage_sparsity, stage_bits, profile, seed, dataset, ...", "the trial's own parameters, "

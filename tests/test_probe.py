@@ -145,3 +145,16 @@ def test_configs_check_passes_every_committed_config(capsys):
 
     configs = sorted(str(p) for p in (ROOT / "experiments").glob("*/config*.yml"))
     assert main(["check", *configs]) == 0, capsys.readouterr().err
+
+
+def test_a_skipped_portability_check_does_not_say_avx2(monkeypatch):
+    import numpy as np
+
+    from common import portability
+
+    monkeypatch.setattr(portability, "unavailable_reason", lambda: "qemu-x86_64 not found")
+    result = portability.check_avx2("m.onnx", np.zeros((2, 1, 4, 4), np.float32), {"ort": np.zeros(2)},
+                                    min_agreement=0.99, log=lambda line: None)
+    keys = result.result_keys()
+    assert keys["portability_check_used"] == "skipped" and keys["portable_avx2"] is None
+    assert keys["portability_note"] == "qemu-x86_64 not found"

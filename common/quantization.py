@@ -37,7 +37,7 @@ import math
 import operator
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -53,8 +53,7 @@ from common.train import (
     make_optimizer,
 )
 
-ALGORITHMS: tuple[str, ...] = ("ptq", "qat", "lsq", "dorefa")
-BITS: tuple[int, ...] = (4, 8)
+BITS: tuple[int, ...] = (4, 8)  # the weight widths every quantizer of the registry (QUANTIZERS, below) offers
 ACTIVATION_BITS = 8
 QUANTIZED_TYPES = ("Conv2d", "Linear")
 DEFAULT_CALIBRATION_BATCHES = 8
@@ -71,15 +70,9 @@ def validate(algorithm: str, bits: int) -> None:
     """Fail fast, before any training, on parameters this module cannot honour."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown quantization algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
-    if isinstance(bits, bool) or bits not in BITS:
-        raise ValueError(f"unsupported bit width {bits!r}; choose one of {', '.join(map(str, BITS))} (weight bits)")
-
-
-def _quantizer_class(algorithm: str) -> type:
-    from nni.compression.quantization import LsqQuantizer, PtqQuantizer, QATQuantizer
-
-    return {"ptq": PtqQuantizer, "qat": QATQuantizer, "lsq": LsqQuantizer,
-            "dorefa": safe_dorefa_quantizer_class()}[algorithm]
+    offered = QUANTIZERS[algorithm].bits
+    if isinstance(bits, bool) or bits not in offered:
+        raise ValueError(f"unsupported bit width {bits!r}; choose one of {', '.join(map(str, offered))} (weight bits)")
 
 
 def _layer_names(model: nn.Module) -> list[str]:
@@ -158,32 +151,14 @@ def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: in
         stage = stage_of(name)
         return 8 if stage is None else int(stage_bits[stage])
 
-    def weight_setting(weight_bits: int) -> dict[str, Any]:
-        if algorithm == "dorefa":
-            # DoReFa rejects granularity and wants affine weights: its transform 2*Q(tanh(w)/2max+1/2)-1
-            # lands on a zero-centred per-tensor grid anyway (converted to per channel when folding BN).
-            return {"quant_dtype": f"int{weight_bits}", "quant_scheme": "affine"}
-        return {"quant_dtype": f"int{weight_bits}", "quant_scheme": "symmetric", "granularity": "out_channel"}
-
-    def activation_setting(signed: bool) -> dict[str, Any]:
-        if algorithm == "lsq":
-            # LSQ only learns a scale (zero point fixed at 0): unsigned after a ReLU, signed elsewhere.
-            return {"quant_dtype": f"{'' if signed else 'u'}int{ACTIVATION_BITS}", "quant_scheme": "symmetric"}
-        return {"quant_dtype": f"uint{ACTIVATION_BITS}", "quant_scheme": "affine"}
-
+    q = QUANTIZERS[algorithm]
     # One entry per layer and target: NNI applies top-level settings to every target of an entry.
     configs = [{"op_names": [name], "target_names": ["weight"],
-                **weight_setting(min(layer_bits(name), max_weight_bits))} for name in layers]
-    if algorithm == "dorefa":
-        # NNI's DoReFa quantizes outputs only as its clamp(0, 1) activations, made for nets trained with
-        # it from scratch; on a pretrained ResNet we keep its input quantizer at every conv/linear instead.
-        # The residual identity branches then stay float in the simulation (8-bit once deployed): the
-        # sim/int8 agreement metric shows what that costs.
-        return configs + [{"op_names": [name], "target_names": ["_input_"], **activation_setting(False)}
-                          for name in layers]
-    for name, targets in activation_points(model).items():
+                **q.weight(min(layer_bits(name), max_weight_bits))} for name in layers]
+    points = {name: {"input": False} for name in layers} if q.layer_inputs_only else activation_points(model)
+    for name, targets in points.items():
         for target, signed in targets.items():
-            configs.append({"op_names": [name], "target_names": [f"_{target}_"], **activation_setting(signed)})
+            configs.append({"op_names": [name], "target_names": [f"_{target}_"], **q.activation(signed)})
     return configs
 
 
@@ -361,11 +336,7 @@ def _dtype_range(quant_dtype: str) -> tuple[int, int]:
 
 def _weight_grid(nni_config: dict[str, Any], out_channels: int, algorithm: str) -> dict[str, Any]:
     """Per-output-channel scale of the grid the simulated weight lies on (integers = weight / scale)."""
-    scale = nni_config["scale"].detach().float().abs().reshape(-1)
-    if algorithm == "dorefa":
-        # What get_calibration_config lacks: NNI's DoReFa maps w = 2 * (q - zp) * s - 1 with zp = qmin,
-        # s = 1 / (qmax - qmin) and qmin = -qmax, so w = 2 * s * q: the grid's scale is 2 * s.
-        scale = 2 * scale
+    scale = QUANTIZERS[algorithm].weight_grid_factor * nni_config["scale"].detach().float().abs().reshape(-1)
     if scale.numel() == 1:  # per-tensor: one scale for every output channel
         scale = scale.expand(out_channels).clone()
     bits = nni_config["quant_bits"]
@@ -497,10 +468,10 @@ def quantize_model(
         return _loss_fn(cfg)(logits, batch[1]), logits
 
     history: dict[str, list[float]] = {}
-    if algorithm == "ptq":
-        train_fn = _calibration_func(calib_batches, dev)
-    else:
+    if QUANTIZERS[algorithm].trains:
         train_fn = _training_func(cfg, train_loader, dev, label, val_loader, on_epoch_end, history, teacher)
+    else:
+        train_fn = _calibration_func(calib_batches, dev)
     # PTQ's post-processing calls evaluate(); calibration already happened in train_fn.
     evaluator = TorchEvaluator(train_fn, _nni_optimizer(sim, cfg), training_step, evaluating_func=lambda m: None)
 
@@ -523,7 +494,7 @@ def quantize_model(
         "quantized_layers": sum("weight" in c for c in calibration.values()),
         "quantized_outputs": sum("output" in c for c in calibration.values()),
         "layers_kept_at_8_bits": eight_bit if bits < 8 or stage_bits is not None else [],
-        "finetune_epochs": 0 if algorithm == "ptq" else cfg.epochs,
+        "finetune_epochs": cfg.epochs if QUANTIZERS[algorithm].trains else 0,
         "calibration_batches": len(calib_batches),
         "weight_grid_error": grid_error,
         "history": history,
@@ -534,31 +505,28 @@ def quantize_model(
 
 def _run_quantizer(algorithm: str, sim: nn.Module, configs: list[dict[str, Any]], evaluator: Any,
                    calib_batches: list[torch.Tensor], epochs: int, dev: torch.device) -> Any:
-    """NNI's quantizer of `algorithm` wrapped around `sim` and run: PTQ calibrates, the others train `epochs`."""
+    """NNI's quantizer of `algorithm` wrapped around `sim` and run as its record says: a calibrating quantizer
+    calibrates, a training one trains `epochs` (with none, it still needs forwards to set its scales)."""
+    q = QUANTIZERS[algorithm]
     with quiet_nni():
-        quantizer = _quantizer_class(algorithm)(sim, configs, evaluator)
-        if algorithm == "lsq":
-            _init_lsq_scales(quantizer, sim, calib_batches, dev)
-        if algorithm == "ptq":
+        quantizer = q.nni_class()(sim, configs, evaluator)
+        for hook in q.before_compress:
+            hook(quantizer, sim, calib_batches, dev)
+        if not q.trains:
             quantizer.compress(max_steps=len(calib_batches), max_epochs=None)
         elif epochs > 0:
             quantizer.compress(max_steps=None, max_epochs=epochs)
         else:
-            # Zero fine-tune epochs: the quantizer still needs one forward to set its scales (QAT tracks
-            # them in training mode, DoReFa at its first forward); run calibration batches instead.
-            _prime_without_training(quantizer, sim, calib_batches, dev, algorithm)
-        if algorithm == "dorefa":
-            _freeze_dorefa_inputs(quantizer, sim, calib_batches, dev)
-        if algorithm == "ptq":
-            # PTQ keeps tracking min/max in every later forward (its scales are already computed): a third
-            # of the simulated model's inference time, and it would make NNI's reported ranges drift.
-            _drop_track_func(quantizer, type(quantizer).track_min_max_val)
+            _prime_without_training(quantizer, sim, calib_batches, dev, q.tracks_in_train_mode)
+        for hook in q.after_compress:
+            hook(quantizer, sim, calib_batches, dev)
     return quantizer
 
 
 def _prime_without_training(quantizer: Any, model: nn.Module, batches: list[torch.Tensor],
-                            device: torch.device, algorithm: str) -> None:
-    if algorithm == "qat":
+                            device: torch.device, in_train_mode: bool) -> None:
+    """Forwards that set the scales of a training quantizer given zero epochs (DoReFa at its first forward)."""
+    if in_train_mode:
         # QAT only tracks ranges in training mode; BN must stay in eval so its statistics are not touched.
         with torch.no_grad():
             model.train()
@@ -574,3 +542,74 @@ def _prime_without_training(quantizer: Any, model: nn.Module, batches: list[torc
             model(x.to(device))
     if hasattr(quantizer, "is_init"):
         quantizer.is_init = True
+
+
+def _stop_ptq_tracking(quantizer: Any, model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
+    """PTQ keeps tracking min/max in every later forward (its scales are already computed): a third of the
+    simulated model's inference time, and it would make NNI's reported ranges drift."""
+    _drop_track_func(quantizer, type(quantizer).track_min_max_val)
+
+
+# ------------------------------------------------------------------------------------------ the registry
+
+Hook = Callable[[Any, nn.Module, list[torch.Tensor], torch.device], None]  # (NNI quantizer, model, batches, device)
+
+
+def _symmetric_per_channel(bits: int) -> dict[str, Any]:
+    return {"quant_dtype": f"int{bits}", "quant_scheme": "symmetric", "granularity": "out_channel"}
+
+
+def _affine_unsigned(signed: bool) -> dict[str, Any]:
+    return {"quant_dtype": f"uint{ACTIVATION_BITS}", "quant_scheme": "affine"}
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """One NNI quantization algorithm: how it sets weights and activations, whether it trains, what runs before
+    and after NNI's `compress`, and the weight widths it offers. Adding one is adding a record to QUANTIZERS."""
+
+    name: str  # `--algorithm`
+    nni_class: Callable[[], type]  # NNI's quantizer class (imported on first use: NNI's import is slow)
+    trains: bool  # True: fine-tunes through TorchEvaluator; False: calibrates on training batches
+    weight: Callable[[int], dict[str, Any]]  # NNI's setting of a `bits`-wide weight
+    activation: Callable[[bool], dict[str, Any]]  # NNI's setting of an 8-bit activation (`signed`: can be < 0)
+    before_compress: tuple[Hook, ...] = ()
+    after_compress: tuple[Hook, ...] = ()
+    layer_inputs_only: bool = False  # activations at every layer input instead of `activation_points`
+    weight_grid_factor: float = 1.0  # the integer grid's scale is this times NNI's weight scale
+    tracks_in_train_mode: bool = False  # with zero epochs, its priming forwards run in training mode
+    bits: tuple[int, ...] = BITS
+
+
+def _nni(name: str) -> Callable[[], type]:
+    def cls() -> type:
+        import nni.compression.quantization as q
+
+        return getattr(q, name)
+
+    return cls
+
+
+QUANTIZERS: dict[str, Quantizer] = {q.name: q for q in (
+    Quantizer("ptq", _nni("PtqQuantizer"), trains=False, weight=_symmetric_per_channel, activation=_affine_unsigned,
+              after_compress=(_stop_ptq_tracking,)),
+    Quantizer("qat", _nni("QATQuantizer"), trains=True, weight=_symmetric_per_channel, activation=_affine_unsigned,
+              tracks_in_train_mode=True),
+    # LSQ only learns a scale (zero point fixed at 0): unsigned activations after a ReLU, signed elsewhere; its
+    # step sizes start from min-max (the PTQ model), not NNI's 0.01.
+    Quantizer("lsq", _nni("LsqQuantizer"), trains=True, weight=_symmetric_per_channel,
+              activation=lambda signed: {"quant_dtype": f"{'' if signed else 'u'}int{ACTIVATION_BITS}",
+                                         "quant_scheme": "symmetric"},
+              before_compress=(_init_lsq_scales,)),
+    # DoReFa rejects granularity and wants affine weights: its transform 2*Q(tanh(w)/2max+1/2)-1 lands on a
+    # zero-centred per-tensor grid anyway (per channel once BN is folded); NNI's DoReFa maps w = 2 * (q - zp) * s - 1
+    # with zp = qmin, s = 1 / (qmax - qmin), qmin = -qmax, so w = 2 * s * q: the grid's scale is 2 * s. Its output
+    # quantizer is a clamp(0, 1) activation for nets trained with it from scratch; on a pretrained net it keeps
+    # its input quantizer at every conv/linear instead (residual identity branches stay float in the simulation,
+    # 8-bit once deployed: the sim/int8 agreement shows what that costs), frozen after fine-tuning.
+    Quantizer("dorefa", safe_dorefa_quantizer_class, trains=True,
+              weight=lambda bits: {"quant_dtype": f"int{bits}", "quant_scheme": "affine"},
+              activation=_affine_unsigned, after_compress=(_freeze_dorefa_inputs,), layer_inputs_only=True,
+              weight_grid_factor=2.0),
+)}
+ALGORITHMS: tuple[str, ...] = tuple(QUANTIZERS)

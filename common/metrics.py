@@ -187,4 +187,8 @@ def contention(threads: int | None) -> dict[str, Any]:
     except OSError:  # not available on this platform
         return {"latency_loadavg_1m": None, "latency_contended": None}
     cores = os.cpu_count() or 1
-    return {"latency_loadavg_1m": round(load, 2), "latency_contended": load > max(cores, threads or cores)}
+    contended = load > max(cores, threads or cores)
+    if contended:  # in trial.log, where a user reading the milliseconds looks
+        print(f"warning: latencies timed while the machine was busy (1-minute load average {load:.2f} on {cores} "
+              "cores, latency_contended): trust their ratios to the dense model, not their milliseconds", flush=True)
+    return {"latency_loadavg_1m": round(load, 2), "latency_contended": contended}

@@ -645,6 +645,11 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
         if len(cpus) > 1:
             lines += ["", f"**These trials ran on {len(cpus)} different CPUs: compare latencies and speed-ups only "
                           "within one CPU.**"]
+    contended = [r.trial_id for r in ok if r.result.get("latency_contended")]
+    if contended:
+        lines += ["", f"**{len(contended)} trial(s) timed latencies on a busy machine (`latency_contended`: "
+                      f"{', '.join(contended)}): their milliseconds are inflated; their speed-ups and ratios to the "
+                      "dense model, timed alike in the same process, are not.**"]
     if "smoke" in profiles:
         lines += ["", "**Smoke profile: synthetic data and minutes of CPU training. These numbers show that the "
                       "pipeline works; they say nothing about CIFAR-10 accuracy.**"]

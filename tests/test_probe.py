@@ -158,3 +158,24 @@ def test_a_skipped_portability_check_does_not_say_avx2(monkeypatch):
     keys = result.result_keys()
     assert keys["portability_check_used"] == "skipped" and keys["portable_avx2"] is None
     assert keys["portability_note"] == "qemu-x86_64 not found"
+
+
+def test_a_contended_latency_is_said_in_the_log_and_the_report(monkeypatch, capsys):
+    from dataclasses import replace
+
+    from common import metrics
+    from common.report import load_export, markdown
+    from tests.test_report import EXPORT
+
+    monkeypatch.setattr(metrics.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (3.4, 2.0, 1.0))
+    assert metrics.contention(1)["latency_contended"] is True
+    assert "load average 3.40 on 2 cores, latency_contended" in capsys.readouterr().out
+    monkeypatch.setattr(metrics.os, "getloadavg", lambda: (1.1, 2.0, 1.0))
+    assert metrics.contention(1)["latency_contended"] is False and capsys.readouterr().out == ""
+
+    records = load_export(EXPORT)
+    assert "latency_contended" not in markdown(records, [])
+    busy = [replace(r, result={**r.result, "latency_contended": True}) if i == 0 else r for i, r in enumerate(records)]
+    assert f"1 trial(s) timed latencies on a busy machine (`latency_contended`: {records[0].trial_id})" in \
+        markdown(busy, [])

@@ -302,6 +302,21 @@ def is_registered(name: str) -> bool:
     return name in MODELS
 
 
+StageOf = Callable[[str], int | None]
+
+
+def stage_function(arch: Arch) -> StageOf:
+    """How `arch`'s module names group into the stages of the per-stage search (`--stage-sparsity`,
+    `--stage-bits`); ValueError naming the model when its record names none (a user's factory)."""
+    if is_resnet(arch):
+        return _resnet_stage
+    record = model_record(arch)
+    if record.stage_of is None:
+        raise ValueError(f"--model {arch}: step per-stage: its record names no stages, so --stage-sparsity and "
+                         "--stage-bits do not apply (use --sparsity and --bits)")
+    return record.stage_of
+
+
 def is_resnet(arch: Arch) -> bool:
     """A member of the CIFAR ResNet family (ResNet-18, a NAS architecture): what NAS and `--arch` describe."""
     return not isinstance(arch, str) or arch == DEFAULT_MODEL

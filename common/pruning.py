@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,20 +21,34 @@ from torch import nn
 
 from common import params, stagewise
 from common.metrics import count_flops, count_params
+from common.models import DEFAULT_MODEL, StageOf, stage_function
 from common.nni_compat import dependency_aware_config, quiet_nni, speedup_model
-from common.stagewise import stage_of
 from common.train import TrainConfig
 
 
-def _pruner_classes() -> dict[str, type]:
-    from nni.compression.pruning import FPGMPruner, L1NormPruner, L2NormPruner
+@dataclass(frozen=True)
+class Pruner:
+    """One NNI pruner as `--pruner` names it. Adding one is adding a record to REGISTRY."""
 
-    # Filter-norm / geometric-median criteria need no training data; Taylor and other
-    # activation- or gradient-based criteria need an evaluator and are not offered here.
-    return {"l1": L1NormPruner, "l2": L2NormPruner, "fpgm": FPGMPruner}
+    name: str
+    nni_class: str  # in nni.compression.pruning (imported on first use: NNI's import is slow)
+    options: Mapping[str, Any] = field(default_factory=dict)  # NNI's keyword arguments beyond (model, config_list)
+    per_stage: bool = False  # offered by the per-stage search (common/stagewise.py's search space)
+
+    def build(self, model: nn.Module, config_list: list[dict]) -> Any:
+        import nni.compression.pruning as pruning
+
+        return getattr(pruning, self.nni_class)(model, config_list, **self.options)
 
 
-PRUNERS: tuple[str, ...] = ("l1", "l2", "fpgm")
+# Filter-norm / geometric-median criteria need no training data; Taylor and other activation- or
+# gradient-based criteria need an evaluator and are not offered here.
+REGISTRY: dict[str, Pruner] = {p.name: p for p in (
+    Pruner("l1", "L1NormPruner", per_stage=True),
+    Pruner("l2", "L2NormPruner"),
+    Pruner("fpgm", "FPGMPruner", per_stage=True),
+)}
+PRUNERS: tuple[str, ...] = tuple(REGISTRY)
 PRUNE_SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")
 DEFAULT_GRADUAL_STEPS = 3
 
@@ -49,7 +63,8 @@ def add_pruning_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prune-steps", type=int, default=None,
                         help=f"pruning rounds (default: 1 for oneshot, {DEFAULT_GRADUAL_STEPS} for gradual)")
     parser.add_argument("--stage-sparsity", default=None, metavar="S1,S2,S3,S4",
-                        help="per ResNet stage instead of --sparsity (common/stagewise.py); one-shot only")
+                        help="per stage of --model (its record's stages) instead of --sparsity (common/stagewise.py); "
+                             "one-shot only")
     params.add_check(parser, check_pruning_arguments)
     params.add_resolver(parser, _resolve_steps)
 
@@ -62,6 +77,7 @@ def check_pruning_arguments(args: argparse.Namespace) -> None:
     resolve_steps(args.prune_schedule, steps)
     if args.stage_sparsity is not None:
         stagewise.parse("stage_sparsity", args.stage_sparsity)
+        stage_function(args.model)  # a model whose record names no stages fails here
         if args.prune_schedule != "oneshot":
             raise ValueError("--stage-sparsity prunes one-shot; it cannot be combined with --prune-schedule gradual")
 
@@ -130,6 +146,7 @@ def prune_model(
     sparsity: float,
     example_input: torch.Tensor,
     stage_sparsity: Sequence[float] | None = None,
+    stage_of: StageOf | None = None,
 ) -> tuple[nn.Module, PruneStats]:
     """Remove `sparsity` of the filters of every Conv2d (in place) and return the smaller model.
 
@@ -137,17 +154,21 @@ def prune_model(
     conv gets the same ratio, the seed report's setting; within a dependency group NNI ranks
     channels by the group's summed criterion so residual branches keep the same channels.
     `pruner` and `sparsity` as `validate` accepts them (a trial checks them in parse_params).
-    `stage_sparsity` (four fractions, common/stagewise.py) replaces `sparsity` per ResNet stage.
+    `stage_sparsity` (four fractions, common/stagewise.py) replaces `sparsity` per stage; `stage_of` says which
+    stage a module name is in (the model record's, common/models.py; default ResNet's).
     """
     if stage_sparsity is not None:
-        return model, _prune(model, pruner, sparsity, stage_config_list(model, stage_sparsity), example_input)
+        entries = stage_config_list(model, stage_sparsity, stage_of)
+        return model, _prune(model, pruner, sparsity, entries, example_input)
     config_list = [{"op_types": ["Conv2d"], "sparse_ratio": float(sparsity)}]
     return model, _prune(model, pruner, sparsity, config_list, example_input)
 
 
-def stage_config_list(model: nn.Module, stage_sparsity: Sequence[float]) -> list[dict[str, Any]]:
+def stage_config_list(model: nn.Module, stage_sparsity: Sequence[float],
+                      stage_of: StageOf | None = None) -> list[dict[str, Any]]:
     """NNI config entries giving each conv its stage's sparsity; the stem follows stage 1 (it feeds stage 1's
     residual sums, whose channels NNI prunes together). Convs at sparsity 0 are left out."""
+    stage_of = stage_of or stage_function(DEFAULT_MODEL)
     entries = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
@@ -167,7 +188,7 @@ def _prune(model: nn.Module, pruner: str, sparsity: float, config_list: list[dic
     config_list = dependency_aware_config(model, config_list, example_input)
 
     with quiet_nni():
-        nni_pruner = _pruner_classes()[pruner](model, config_list)
+        nni_pruner = REGISTRY[pruner].build(model, config_list)
         _, masks = nni_pruner.compress()
         nni_pruner.unwrap_model()
     speedup_model(model, example_input, masks)

@@ -43,8 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.models import DEFAULT_MODEL, StageOf, stage_function
 from common.nni_compat import quiet_nni, safe_dorefa_quantizer_class
-from common.stagewise import stage_of
 from common.train import (
     TrainConfig,
     eval_mode,
@@ -133,10 +133,11 @@ def _is_add(node: torch.fx.Node) -> bool:
 
 
 def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: int = 8,
-                stage_bits: Sequence[int] | None = None) -> list[dict[str, Any]]:
+                stage_bits: Sequence[int] | None = None, stage_of: StageOf | None = None) -> list[dict[str, Any]]:
     """NNI config list for `model` (see the module docstring for why these targets). No weight grid is
     wider than `max_weight_bits` (7 on CPUs whose int8 kernels saturate at 8, see common/cpu.py).
-    `stage_bits` (common/stagewise.py) gives each ResNet stage its own weight bits; stem and classifier 8."""
+    `stage_bits` (common/stagewise.py) gives each stage (`stage_of`, default ResNet's) its own weight bits; stem
+    and classifier 8."""
     validate(algorithm, bits)
     if not 2 <= max_weight_bits <= 8:
         raise ValueError(f"max_weight_bits must be in 2..8, got {max_weight_bits}")
@@ -148,7 +149,7 @@ def config_list(model: nn.Module, algorithm: str, bits: int, max_weight_bits: in
     def layer_bits(name: str) -> int:
         if stage_bits is None:
             return 8 if name in edge else bits
-        stage = stage_of(name)
+        stage = (stage_of or stage_function(DEFAULT_MODEL))(name)
         return 8 if stage is None else int(stage_bits[stage])
 
     q = QUANTIZERS[algorithm]
@@ -433,6 +434,7 @@ def quantize_model(
     max_weight_bits: int = 8,
     teacher: nn.Module | None = None,
     stage_bits: Sequence[int] | None = None,
+    stage_of: StageOf | None = None,
 ) -> tuple[nn.Module, dict[str, dict[str, dict[str, Any]]], dict[str, Any]]:
     """Quantize a copy of `model` with NNI; `model` itself is left untouched.
 
@@ -459,7 +461,7 @@ def quantize_model(
     label = f"{algorithm} {min(bits, max_weight_bits)}-bit"
     start = time.perf_counter()
     sim = copy.deepcopy(model).to(dev).eval()
-    configs = config_list(sim, algorithm, bits, max_weight_bits, stage_bits)
+    configs = config_list(sim, algorithm, bits, max_weight_bits, stage_bits, stage_of)
     calib_batches = take_inputs(train_loader, calibration_batches)
     cfg = finetune_cfg
 

@@ -66,7 +66,7 @@ from common.deploy import (
     runtime_module,
 )
 from common.metrics import contention, measure_latency, size_measurement
-from common.models import DEFAULT_MODEL, arch_key
+from common.models import DEFAULT_MODEL, StageOf, arch_key, stage_function
 from common.profiles import MIN_AGREEMENT
 from common.pruning import PruneStats, prune_gradually, prune_model, split_finetune
 from common.quantization import (
@@ -90,7 +90,7 @@ def add_quantization_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--algorithm", default="qat", choices=ALGORITHMS, help="NNI quantizer")
     parser.add_argument("--bits", type=int, default=8, choices=BITS, help="weight bits; activations are 8-bit")
     parser.add_argument("--stage-bits", default=None, metavar="B1,B2,B3,B4",
-                        help="weight bits per ResNet stage instead of --bits (common/stagewise.py); stem and "
+                        help="weight bits per stage of --model instead of --bits (common/stagewise.py); stem and "
                              "classifier 8")
     parser.add_argument("--calibration-batches", type=int, default=DEFAULT_CALIBRATION_BATCHES,
                         help="training batches for PTQ / ONNX Runtime calibration")
@@ -123,6 +123,7 @@ def check_quantization_arguments(args: argparse.Namespace) -> None:
         params.require(params.is_int(value) and value >= 1, flag, "an integer >= 1", value)
     if args.stage_bits is not None:
         stagewise.parse("stage_bits", args.stage_bits)
+        stage_function(args.model)  # a model whose record names no stages fails here
     if args.keep_model:  # the deployed model is written after all training: a path that cannot work must fail now
         target = Path(args.keep_model).expanduser()
         writable = os.access(target, os.W_OK) if target.exists() else os.access(target.parent, os.W_OK)
@@ -217,7 +218,9 @@ def pruned_stage(ctx: StageContext, arch: str | dict, pruner: str, sparsity: flo
         seed_everything(ctx.seed)
         if steps > 1:
             return _prune_gradually(ctx, dense, pruner, sparsity, steps, report_epochs)
-        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, ctx.example_input, stage_sparsity)
+        stage_of = stage_function(arch) if stage_sparsity is not None else None
+        pruned, stats = prune_model(copy.deepcopy(dense).cpu(), pruner, sparsity, ctx.example_input, stage_sparsity,
+                                    stage_of)
         pruned = pruned.to(ctx.device)
         before = evaluate(pruned, ctx.loaders["val"], device=ctx.device)["accuracy"]
         level = stage_sparsity or f"{sparsity:.2f}"
@@ -315,7 +318,8 @@ class Quantized:
 
 
 def quantize_stage(ctx: StageContext, start: nn.Module, teacher: nn.Module, *, algorithm: str, bits: int,
-                   calibration_batches: int, scheme: str, stage_bits: tuple[int, ...] | None = None) -> Quantized:
+                   calibration_batches: int, scheme: str, stage_bits: tuple[int, ...] | None = None,
+                   stage_of: StageOf | None = None) -> Quantized:
     """NNI quantizes a copy of `start` on the `scheme` grid: PTQ calibrates, the others fine-tune (epochs
     reported to NNI), distilling from `teacher` when the recipe says so."""
     ctx.loaders["train"].reset()  # calibration batches must not depend on what this process trained before
@@ -324,7 +328,8 @@ def quantize_stage(ctx: StageContext, start: nn.Module, teacher: nn.Module, *, a
             start, algorithm, bits, train_loader=ctx.loaders["train"], val_loader=ctx.loaders["val"],
             finetune_cfg=ctx.qat, device=ctx.device, example_input=ctx.example_input,
             calibration_batches=calibration_batches, on_epoch_end=ctx.on_epoch_end,
-            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=teacher, stage_bits=stage_bits)
+            max_weight_bits=cpu.deployed_weight_bits(8, scheme), teacher=teacher, stage_bits=stage_bits,
+            stage_of=stage_of)
     except (TypeError, AttributeError, IndexError, KeyError) as err:
         # NNI's own failures are opaque (`cannot unpack non-iterable NoneType object`): say what it was asked.
         raise RuntimeError(f"NNI's {algorithm} quantizer failed for --algorithm {algorithm} --bits {bits} "
@@ -409,7 +414,8 @@ def quantize_deploy_measure(ctx: StageContext, start: nn.Module, references: Map
                             min_agreement: float = MIN_AGREEMENT, keep_model: str | None = None,
                             portability_check: str = "none",
                             portability_images: int = portability.DEFAULT_IMAGES,
-                            stage_bits: tuple[int, ...] | None = None) -> dict[str, Any]:
+                            stage_bits: tuple[int, ...] | None = None,
+                            stage_of: StageOf | None = None) -> dict[str, Any]:
     """Quantize `start`, deploy it as int8, measure it beside `references` (see module doc): `quantize_stage`,
     `deploy_stage` and `measure_stage`, then the fastest shippable runtime is the headline.
 
@@ -435,7 +441,8 @@ def quantize_deploy_measure(ctx: StageContext, start: nn.Module, references: Map
     fp32, alias = _distinct({start_name: start, **references})
 
     quantized = quantize_stage(ctx, start, references["dense"], algorithm=algorithm, bits=bits,
-                               calibration_batches=calibration_batches, scheme=scheme, stage_bits=stage_bits)
+                               calibration_batches=calibration_batches, scheme=scheme, stage_bits=stage_bits,
+                               stage_of=stage_of)
     with tempfile.TemporaryDirectory(prefix="int8-stage-") as tmp:
         deployed = deploy_stage(ctx, quantized, start, Path(tmp), candidates=candidates,
                                 calibration_batches=calibration_batches, min_agreement=min_agreement,
@@ -610,6 +617,7 @@ def compress_pipeline(ctx: StageContext, arch: str | dict, *, pruner: str,
     metrics = quantize_deploy_measure(ctx, pruned, {"dense": baseline, "arch": trained},
                                       algorithm=algorithm,
                                       bits=bits, calibration_batches=calibration_batches, start_name="pruned",
-                                      stage_bits=stage_bits, **deployment_options)
+                                      stage_bits=stage_bits, stage_of=stage_function(arch) if stage_bits else None,
+                                      **deployment_options)
     return metrics | {"arch_key": arch_key(arch),
                       "pruned_val_acc_before_finetune": prune_info["val_acc_before_finetune"]}

@@ -1,7 +1,8 @@
-"""Per-stage compression of a ResNet: a sparsity and a weight bit width for each of its four stages.
+"""Per-stage compression: a sparsity and a weight bit width for each of a model's four stages.
 
 Uniform compression (one sparsity, one bit width for every layer) is the default everywhere; these values
-refine it per stage (`layer1` .. `layer4`), the granularity AMC / HAQ-style searches use on CIFAR ResNets:
+refine it per stage (ResNet's `layer1` .. `layer4`; how any model's layers group into stages is its record's
+`stage_of`, common/models.py), the granularity AMC / HAQ-style searches use on CIFAR ResNets:
 
 - `--stage-sparsity 0.2,0.4,0.6,0.7`: the fraction of filters removed in each stage's convs. The stem conv
   feeds stage 1's residual sums, so its filters follow stage 1's value (channels joined by an addition are
@@ -14,13 +15,11 @@ A tuner cannot emit a list, so a search space names one key per stage (`stage1_s
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STAGES = 4
-_STAGE = re.compile(r"^layer([1-9])\.")
+STAGES = 4  # every model record with stages has four (common/models.py: ModelRecord.stage_of)
 
 
 @dataclass(frozen=True)
@@ -37,12 +36,6 @@ FLAGS: dict[str, StageFlag] = {
                                 "a fraction of filters removed in [0, 1)", "sparsity"),
     "stage_bits": StageFlag("--stage-bits", int, lambda v: v in (4, 8), "a weight bit width, 4 or 8", "bits"),
 }
-
-
-def stage_of(layer: str) -> int | None:
-    """0-based ResNet stage of a module name (`layer3.1.conv2` → 2); None for the stem and the classifier."""
-    match = _STAGE.match(layer)
-    return int(match.group(1)) - 1 if match else None
 
 
 def parse(dest: str, text: Any) -> tuple | None:
@@ -88,8 +81,10 @@ def fold_tuner_parameters(tuned: Mapping[str, Any]) -> dict[str, Any]:
 def search_space_json(max_sparsity: float = 0.8) -> dict[str, Any]:
     """The per-stage search space (experiments/pareto/search_space.json): the pruner, a sparsity per stage
     (0 .. `max_sparsity` in steps of 0.1) and weight bits per stage."""
+    from common.pruning import REGISTRY  # pruning imports this module
+
     return {
-        "pruner": {"_type": "choice", "_value": ["fpgm", "l1"]},
+        "pruner": {"_type": "choice", "_value": sorted(name for name, p in REGISTRY.items() if p.per_stage)},
         **{f"stage{k}_sparsity": {"_type": "quniform", "_value": [0.0, max_sparsity, 0.1]}
            for k in range(1, STAGES + 1)},
         **{f"stage{k}_bits": {"_type": "choice", "_value": [4, 8]} for k in range(1, STAGES + 1)},

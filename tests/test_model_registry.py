@@ -122,3 +122,37 @@ def test_a_pruned_depthwise_model_reloads_by_shape(tmp_path):
     reloaded = load_resized(build_model(spec, 4, 1, 8), pruned.state_dict()).eval()
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(reloaded(x), pruned.eval()(x))
+
+
+def test_per_stage_values_follow_the_model_records_stages():
+    """MobileNetV2's stages come from its record: each conv gets its stage's sparsity and weight bits."""
+    from common.models import MODELS
+    from common.pruning import stage_config_list
+    from common.quantization import config_list
+
+    model = MODELS["mobilenet_v2"].build(10, (1, 16, 16))
+    stage_of = MODELS["mobilenet_v2"].stage_of
+    ratios = {e["op_names"][0]: e["sparse_ratio"] for e in stage_config_list(model, (0.1, 0.2, 0.3, 0.4), stage_of)}
+    assert ratios["features.0.0"] == 0.1 and ratios["features.5.conv.1.0"] == 0.2  # stem with stage 1; depthwise
+    assert ratios["features.10.conv.2"] == 0.3 and ratios["features.18.0"] == 0.4
+    weights = {c["op_names"][0]: c["quant_dtype"] for c in config_list(model, "ptq", 8, 7, (8, 8, 4, 4), stage_of)
+               if c["target_names"] == ["weight"]}
+    assert weights["features.0.0"] == weights["classifier.1"] == weights["features.4.conv.0.0"] == "int7"
+    assert weights["features.7.conv.0.0"] == weights["features.17.conv.2"] == "int4"
+
+
+def test_per_stage_flags_need_a_model_whose_record_names_stages(tmp_path):
+    spec = f"{_user_file(tmp_path)}:build"
+    with pytest.raises(ValueError, match=rf"--model {re.escape(spec)}: step per-stage"):
+        trial.parse_params(_pipeline_parser(), ["--model", spec, "--stage-bits", "8,8,4,4"])
+
+
+def _pipeline_parser():
+    import sys
+
+    from tests.nnictl_utils import ROOT
+
+    sys.path.insert(0, str(ROOT / "trials"))
+    from trials.pipeline import get_parser
+
+    return get_parser()

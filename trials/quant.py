@@ -11,6 +11,7 @@ executes 4-bit convolutions: a 4-bit trial's latency is the int8 runtime running
 """
 
 from common import stagewise
+from common.models import stage_function
 from common.stages import add_quantization_arguments, dense_stage, pruned_stage, quantize_deploy_measure
 from common.trial import (
     base_parser,
@@ -42,6 +43,7 @@ def main() -> None:
     metrics = quantize_deploy_measure(ctx, start, {"dense": dense}, algorithm=args.algorithm,
                                       bits=args.bits, calibration_batches=args.calibration_batches,
                                       stage_bits=stagewise.parse("stage_bits", args.stage_bits),
+                                      stage_of=stage_function(args.model) if args.stage_bits else None,
                                       **deployment_options(args))
     # `default` is the deployed int8 model's validation accuracy: what the user ships.
     report_objective(metrics, args, "quant", "int8_val_acc")

@@ -540,3 +540,21 @@ def test_outside_an_nni_trial_the_channel_is_left_alone(monkeypatch):
     monkeypatch.setattr(trial_command_channel, "_channel", None)
     resilient_trial_channel()
     assert trial_command_channel._channel is None
+
+
+def test_hyperband_survives_the_chain_too(offline_dispatcher):
+    """The advisor (pruning's config.hyperband*.yml) keeps a result per id, so a late one only joins its round."""
+    import nni
+
+    from common.nni_compat import Hyperband
+
+    advisor = Hyperband(optimize_mode="maximize", R=3, eta=3)
+    advisor.handle_update_search_space(HB_SPACE)
+    a, b, c = _request(advisor, 3)
+    advisor.handle_trial_end({"trial_job_id": "A", "event": "USER_CANCELED", "hyper_params": nni.dump(a)})
+    for job, ran, trial in ((b, a, "B"), (c, b, "C")):  # each later trial ran the previous form's parameters
+        advisor.handle_report_metric_data({"parameter_id": ran["parameter_id"], "trial_job_id": trial,
+                                           "type": "FINAL", "sequence": 0, "value": nni.dump(0.5)})
+        advisor.handle_trial_end({"trial_job_id": trial, "event": "SUCCEEDED", "hyper_params": nni.dump(job)})
+    promoted = _request(advisor, 1)
+    assert promoted and promoted[0]["parameters"]["TRIAL_BUDGET"] == 3

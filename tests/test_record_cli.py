@@ -5,6 +5,7 @@ measures the orchestration (seconds), not training."""
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -160,3 +161,38 @@ def test_the_exit_status_says_whether_anything_was_recorded(monkeypatch, tmp_pat
     out = capsys.readouterr()
     assert f"experiment abc123 {status}" in out.out and ("not recorded" in out.err) == bool(code)
     assert (tmp_path / "ids.txt").read_text().split() == [str(config), "abc123", status]  # kept either way
+
+
+def test_a_seed_unit_records_one_seed_of_every_headline_configuration_in_order(monkeypatch, tmp_path):
+    from common.cli import record
+
+    ran = []
+
+    def fake_record(config, port, poll):
+        cfg = yaml.safe_load(config.read_text())
+        ran.append((cfg["experimentName"], json.loads(Path(cfg["searchSpaceFile"]).read_text())))
+        return f"id{len(ran)}", "DONE", {"SUCCEEDED": 1}
+
+    monkeypatch.setattr(record, "record", fake_record)
+    assert record.main(["--seed-unit", "2", "--ids", str(tmp_path / "ids.txt")]) == 0
+    assert [name for name, _ in ran] == ["baseline-cpu", "pruning-seeds-cpu", "quant-seeds-cpu", "pipeline-seeds-cpu"]
+    assert all(space["seed"] == {"_type": "choice", "_value": [2]} for _, space in ran)
+    # one trial per headline row: dense; FPGM one-shot, gradual, distilled, L1; QAT 8, LSQ 4; pipeline, distilled
+    grid_points = [math.prod(_points(spec) for key, spec in space.items()) for _, space in ran]
+    assert grid_points == [1, 4, 2, 2]
+    assert len((tmp_path / "ids.txt").read_text().splitlines()) == 4
+
+
+def _points(spec: dict) -> int:
+    """How many parameter sets a choice gives (a nested choice: the sum over its options)."""
+    values = spec["_value"]
+    return sum(math.prod(_points(s) for k, s in v.items() if k != "_name") if isinstance(v, dict) else 1
+               for v in values)
+
+
+def test_seed_unit_and_configs_do_not_mix(tmp_path, capsys):
+    from common.cli import record
+
+    with pytest.raises(SystemExit):
+        record.main([str(_config(tmp_path, "one", 1)), "--seed-unit", "1"])
+    assert "not both" in capsys.readouterr().err

@@ -10,6 +10,11 @@ appended to `--ids` as it ends, so a recording that dies after hours keeps what 
     python3 -m common.cli.report $(cut -d' ' -f2 recording.txt) --out results/cpu
 
 `--search-space` and `--trial-args` apply to every config given: run the command once per variation.
+
+A seed unit is one seed's dense model and every headline configuration, in the order they build on each other
+(baseline, pruning, quantization, pipeline), each config on its committed seeds search space with only that seed:
+
+    python3 -m common.cli.record --seed-unit 1 --ids results/cpu/seed1/recording.txt
 Start it in the background (`nohup ... &`); `nnictl stop <id>` ends the experiment running, and the recording
 goes on with the next one.
 """
@@ -135,10 +140,31 @@ def record(config: Path, port: int, poll_s: float = 10.0) -> tuple[str, str, dic
     return exp_id, status, dict(counts)
 
 
+# (config, the search space whose `seed` choice the unit narrows to one seed), relative to experiments/
+SEED_UNIT = (("baseline/config.cpu.yml", "baseline/search_space.cpu.json"),
+             ("pruning/config.seeds.cpu.yml", "pruning/search_space.seeds.cpu.json"),
+             ("quant/config.seeds.cpu.yml", "quant/search_space.seeds.cpu.json"),
+             ("pipeline/config.seeds.cpu.yml", "pipeline/search_space.seeds.cpu.json"))
+
+
+def seed_unit(seed: int, experiments: Path, workdir: Path) -> list[tuple[Path, Path]]:
+    """The seed unit's (config, search space) pairs, each space written to `workdir` with `seed` as its only seed."""
+    runs = []
+    for config, space in SEED_UNIT:
+        spec = json.loads((experiments / space).read_text())
+        spec["seed"] = {"_type": "choice", "_value": [seed]}
+        narrowed = workdir / f"{Path(config).parent}-seed{seed}.json"
+        narrowed.write_text(json.dumps(spec, indent=1))
+        runs.append((experiments / config, narrowed))
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.record", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configs", nargs="+", type=Path, help="experiment configs, run in this order")
+    parser.add_argument("configs", nargs="*", type=Path, help="experiment configs, run in this order")
+    parser.add_argument("--seed-unit", type=int, metavar="K",
+                        help="record seed K's unit instead: its dense model and every headline configuration")
     parser.add_argument("--ids", type=Path, default=Path("recording.txt"),
                         help="appended as each experiment ends: '<config> <id> <status>' (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="the NNI manager's port (default: %(default)s)")
@@ -146,13 +172,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trial-args", default="", help="flags appended to every config's trialCommand")
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between status queries")
     args = parser.parse_args(argv)
+    if bool(args.configs) == (args.seed_unit is not None):
+        parser.error("give experiment configs or --seed-unit K, not both")
+    if args.seed_unit is not None and args.search_space:
+        parser.error("--seed-unit runs its own search spaces; --search-space does not apply")
     for path in [*args.configs, *([args.search_space] if args.search_space else [])]:
         if not path.is_file():
             parser.error(f"{path}: no such file")
     failed = []
     with tempfile.TemporaryDirectory(prefix="record-") as tmp:
-        for config in args.configs:
-            prepared = prepared_config(config, Path(tmp), args.search_space, args.trial_args)
+        runs = ([(config, args.search_space) for config in args.configs] if args.seed_unit is None else
+                seed_unit(args.seed_unit, Path(__file__).resolve().parents[2] / "experiments", Path(tmp)))
+        for config, space in runs:
+            prepared = prepared_config(config, Path(tmp), space, args.trial_args)
             exp_id, status, counts = record(prepared, args.port, args.poll)
             with open(args.ids, "a") as f:
                 f.write(f"{config} {exp_id} {status}\n")

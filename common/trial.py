@@ -51,7 +51,9 @@ class TrialParser(argparse.ArgumentParser):
         raise BadArgumentsError(reason)
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, finetune: bool = True) -> argparse.ArgumentParser:
+    """The flags every trial shares; `finetune=False` (a trial that trains from scratch and fine-tunes nothing:
+    baseline, NAS) leaves out the fine-tuning flags, so that it cannot accept and echo values it ignores."""
     p = TrialParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--profile", default="smoke", choices=list(PROFILES), help="compute budget (common/profiles.py)")
     p.add_argument("--dataset", default=None, choices=list(DATASETS), help="override the profile's data set")
@@ -63,14 +65,15 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     models.add_model_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--latency-threads", type=int, default=1, help="CPU threads for latency measurement")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tune epochs")
-    # Hyperband/BOHB add NNI's key `TRIAL_BUDGET` to every parameter set; this dest lets merge_parameter accept it.
-    p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
-                   help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
-    p.add_argument("--distill-weight", type=float, default=0.0,
-                   help="fine-tuning after pruning and QAT/LSQ/DoReFa learn from the dense model: "
-                        "loss = (1-w) CE + w T^2 KL; 0 = off")
-    p.add_argument("--distill-temperature", type=float, default=4.0, help="softmax temperature T of distillation")
+    if finetune:
+        p.add_argument("--finetune-epochs", type=int, default=None, help="override the profile's fine-tune epochs")
+        # Hyperband/BOHB add NNI's key `TRIAL_BUDGET` to every parameter set; this dest lets merge_parameter accept it.
+        p.add_argument("--trial-budget", dest="TRIAL_BUDGET", type=float, default=None,
+                       help="multi-fidelity budget = fine-tune epochs (rounded, >= 1); overrides --finetune-epochs")
+        p.add_argument("--distill-weight", type=float, default=0.0,
+                       help="fine-tuning after pruning and QAT/LSQ/DoReFa learn from the dense model: "
+                            "loss = (1-w) CE + w T^2 KL; 0 = off")
+        p.add_argument("--distill-temperature", type=float, default=4.0, help="softmax temperature T of distillation")
     add_budget_arguments(p)  # every experiment can say what `default` means under a budget (common/objective.py)
     return p
 

@@ -179,3 +179,15 @@ def test_a_contended_latency_is_said_in_the_log_and_the_report(monkeypatch, caps
     busy = [replace(r, result={**r.result, "latency_contended": True}) if i == 0 else r for i, r in enumerate(records)]
     assert f"1 trial(s) timed latencies on a busy machine (`latency_contended`: {records[0].trial_id})" in \
         markdown(busy, [])
+
+
+@pytest.mark.parametrize("script", ["baseline", "nas"])
+@pytest.mark.parametrize("flag", [["--finetune-epochs", "3"], ["--trial-budget", "2"], ["--distill-weight", "0.5"]])
+def test_trials_that_fine_tune_nothing_refuse_fine_tuning_flags(script, flag, monkeypatch, capsys):
+    """baseline and nas trained as if the flag were not there, yet echoed it in their result."""
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *flag])
+    with pytest.raises(SystemExit):  # at parse time, before any data is loaded
+        importlib.import_module(f"trials.{script}").main()
+    assert f"unrecognized arguments: {' '.join(flag)}" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from common.trial import base_parser, measure, parse_params, report_objective, r
 
 
 def main() -> None:
-    args = parse_params(base_parser(__doc__))
+    args = parse_params(base_parser(__doc__, finetune=False))
     ctx = stage_context(start_session(args))
 
     dense, _ = dense_stage(ctx, args.model, report_epochs=True)

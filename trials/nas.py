@@ -13,7 +13,7 @@ from common.trial import base_parser, parse_params, report_objective, run_main, 
 
 
 def get_parser():
-    parser = base_parser(__doc__)
+    parser = base_parser(__doc__, finetune=False)
     add_candidate_arguments(parser)
     parser.add_argument("--compare-baseline", action="store_true",
                         help="also report the cached --model's (ResNet-18's) accuracy and interleaved latency")

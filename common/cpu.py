@@ -54,6 +54,16 @@ class CpuInfo:
         return "+".join(self.features) or "none"
 
     @property
+    def isa_class(self) -> str:
+        """A short, stable name of the CPU's int8 class (results/speed/<class>.json): its widest int8 instructions,
+        `amx`, `avx512-vnni`, `avx-vnni`, `avx512`, `avx2`; ARM `arm-i8mm`, `arm-dotprod`, `arm`; else the
+        machine's name. CPUs of one class run the same int8 kernels; bf16 is recorded beside it, not in it."""
+        x86 = (("amx_int8", "amx"), ("avx512_vnni", "avx512-vnni"), ("avx_vnni", "avx-vnni"), ("avx512f", "avx512"),
+               ("avx2", "avx2"))
+        arm = (("i8mm", "arm-i8mm"), ("asimddp", "arm-dotprod"), ("asimd", "arm"))
+        return next((name for flag, name in x86 + arm if flag in self.features), self.machine.lower() or "unknown")
+
+    @property
     def exact_int8(self) -> bool:
         """Whether u8 x s8 kernels accumulate without int16 saturation at the full 8-bit weight grid."""
         if self.machine in ("x86_64", "AMD64", "i686", "i386"):

@@ -450,7 +450,8 @@ def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
                      "size_ratio": 1.0 if kind == "baseline" else read_comparison(group[0])["size_ratio"],
                      "speedup_b1": speed[0][0], "speedup_b1_std": speed[0][1],
                      "speedup_b64": speed[1][0], "speedup_b64_std": speed[1][1],
-                     "portable_avx2": portability_label(group[0]), "cpu": cpu_label(group[0])})
+                     "portable_avx2": portability_label(group[0]), "cpu": cpu_label(group[0]),
+                     "seed_cpus": {str(r.get("seed")): cpu_label(r) for r in group}})
     return rows
 
 
@@ -464,20 +465,26 @@ def cpu_label(result: Mapping[str, Any]) -> str:
     return f"{result['cpu_model'].replace('(R)', '')} [{widest}]"
 
 
-def headline_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The headline rows as a markdown table (mean ± std over n seeds; n = 1 is one seed, no spread). Rows
-    measured on different CPUs name theirs: a speed-up is only comparable with rows of the same CPU."""
-    mixed = len({r.get("cpu", "?") for r in rows}) > 1
+def headline_markdown(rows: Sequence[Mapping[str, Any]],
+                      speed: Mapping[str, tuple[float, float]] | None = None) -> list[str]:
+    """The headline rows as a markdown table (mean ± std over n seeds; n = 1 is one seed, no spread), each seed's
+    CPU named. `speed`: {row: (b1, b64)} speed-ups from one side-by-side run on one CPU (common.cli.bench
+    headline), shown instead of the trials' own ratios (each against its dense model in eager torch, on the CPU of
+    its trial: comparable only within one CPU); a row the run did not time shows `–`."""
     lines = ["| configuration | n (seeds) | test accuracy | Δ accuracy (paired) | size ratio | speed-up b1 "
-             "| speed-up b64 | int8 right on AVX2-only x86 |" + (" CPU |" if mixed else ""),
-             "|---|---|---|---|---|---|---|---|" + ("---|" if mixed else "")]
+             "| speed-up b64 | int8 right on AVX2-only x86 | accuracy measured on (seed: CPU) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if speed is None:
+            b1 = _fmt_pm(r["speedup_b1"], r["speedup_b1_std"], ".2f", "×")
+            b64 = _fmt_pm(r["speedup_b64"], r["speedup_b64_std"], ".2f", "×")
+        else:
+            b1, b64 = (f"{v:.2f}×" for v in speed[r["model"]]) if r["model"] in speed else ("–", "–")
+        seeds = r.get("seed_cpus") or {"?": r.get("cpu", "?")}
         lines.append(
             f"| {r['model']} | {r['seeds']} | {_fmt_pct(r['accuracy'], r['accuracy_std'] or 0.0)} "
             f"| {_fmt_pm(r['delta'], r['delta_std'], '+.2f', ' pt', 100)} | {_fmt(r['size_ratio'], '.3f')} "
-            f"| {_fmt_pm(r['speedup_b1'], r['speedup_b1_std'], '.2f', '×')} "
-            f"| {_fmt_pm(r['speedup_b64'], r['speedup_b64_std'], '.2f', '×')} | {r['portable_avx2']} |"
-            + (f" {r.get('cpu', '?')} |" if mixed else ""))
+            f"| {b1} | {b64} | {r['portable_avx2']} | {'; '.join(f'{k}: {v}' for k, v in sorted(seeds.items()))} |")
     return lines
 
 
@@ -681,7 +688,8 @@ def markdown(records: Sequence[TrialRecord], plots: Sequence[Path],
     headline = headline_rows(records)
     if headline:
         lines += ["", "## Headline configurations", "",
-                  "Mean ± std over seeds (n); Δ and speed-ups paired with each seed's own dense model.", "",
+                  "Mean ± std over seeds (n); Δ and speed-ups paired with each seed's own dense model (speed-ups "
+                  "as each trial measured them: against its dense model in eager torch, on its CPU).", "",
                   *headline_markdown(headline)]
     # One breakdown per pipeline experiment: each may start from another architecture (ResNet-18, a NAS export).
     for experiment in experiments:

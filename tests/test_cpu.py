@@ -67,3 +67,12 @@ def test_this_machine_is_described():
     cpu = cpu_info()
     assert isinstance(cpu, CpuInfo) and cpu.model
     assert describe() == {"cpu_model": cpu.model, "cpu_isa": cpu.isa}
+
+
+def test_isa_class_names_the_widest_int8_instructions():
+    zen4 = "model name\t: AMD EPYC\nflags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n"
+    classes = {text: parse_cpuinfo(text, "x86_64").isa_class for text in (EPYC, SKYLAKE, SAPPHIRE, zen4)}
+    assert list(classes.values()) == ["avx2", "avx512", "amx", "avx512-vnni"]
+    assert parse_cpuinfo(zen4, "x86_64").native_bf16  # recorded beside the class, not part of it
+    assert parse_cpuinfo(GRAVITON, "aarch64").isa_class == "arm-i8mm"
+    assert parse_cpuinfo("flags\t\t: sse2\n", "x86_64").isa_class == "x86_64"

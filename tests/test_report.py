@@ -330,3 +330,23 @@ def test_a_running_experiment_whose_tuner_died_is_named_in_one_line(registry, ca
     assert capsys.readouterr().err.splitlines() == [
         f"warning: experiment {EXP_ID}: NNI's tuner process (dispatcher) exited (KeyError: 0); no trial will start "
         f"again though NNI says RUNNING (nnictl stop {EXP_ID})"]
+
+
+def test_pick_never_ranks_latency_ratios_of_different_cpus_against_each_other(tmp_path, capsys):
+    def trial(tid: str, cpu: str, val: float, latency: float) -> dict:
+        return {"experiment": f"exp-{cpu}", "trial_id": tid, "status": "SUCCEEDED",
+                "result": {"default": val, "val_acc": val, "trial": "quant", "latency_ratio_b1": latency,
+                           "size_ratio": 0.25, "cpu_model": f"CPU {cpu}", "cpu_isa": cpu}}
+
+    source = tmp_path / "report.json"
+    source.write_text(json.dumps({"trials": [trial("x1", "avx2", 0.90, 0.5), trial("x2", "avx2", 0.91, 0.9),
+                                             trial("y1", "amx", 0.95, 0.2)]}))
+    main(["pick", "--from-report", str(source), "--max-latency-ratio-b1", "0.6"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("latency ratios measured on 2 CPUs")
+    picked = [line for line in out if line.startswith("best within")]
+    assert picked == ["best within latency_ratio_b1 <= 0.6: trial y1 (ratios measured on CPU amx [amx])",
+                      "best within latency_ratio_b1 <= 0.6: trial x1 (ratios measured on CPU avx2 [avx2])"]
+    main(["pick", "--from-report", str(source), "--max-size-ratio", "0.3"])  # a size ratio is the CPU's to none
+    assert capsys.readouterr().out.splitlines()[0] == ("best within size_ratio <= 0.3: trial y1 "
+                                                       "(ratios measured on CPU amx [amx])")

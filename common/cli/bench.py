@@ -5,7 +5,8 @@
     python3 -m common.cli.bench train     # ResNet-18 train/eval images/s per input shape (sizes the `cpu` profile)
     python3 -m common.cli.bench quant     # fp32 torch / fp32 ORT / int8 ORT (NNI scales), dense and 50% pruned
     python3 -m common.cli.bench pipeline  # the pipeline trial's default output vs dense fp32 ResNet-18, trained (smoke)
-    python3 -m common.cli.bench all --json results/bench.json
+    python3 -m common.cli.bench all --json results/bench.json   # every one above
+    python3 -m common.cli.bench headline  # every headline configuration side by side: results/speed/<cpu class>.json
 
 Latency is the median of many forwards at a fixed thread count, the compared models interleaved
 in one process, so machine load hits both alike; weights are random (speed does not depend on
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from common import nni_compat
+from common.cli import bench_headline
 from common.cli.bench_quant import benchmark_quant, print_quant
 from common.cpu import cpu_info
 from common.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader
@@ -271,21 +273,39 @@ BENCHES: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=[*BENCHES, "all"])
+    parser.add_argument("which", choices=[*BENCHES, "all", "headline"])
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--speed-dir", type=Path, default=bench_headline.SPEED_DIR,
+                        help="headline: write <cpu class>.json here (not with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="headline: 16x16 inputs, 2 timed rounds, written only to --json (a check, not a result)")
     args = parser.parse_args(argv)
     nni_compat.quiet()
-    names = list(BENCHES) if args.which == "all" else [args.which]
     where = cpu_info()
     print(f"machine: {where.model} [{where.isa}], {os.cpu_count()} cores, torch {torch.__version__}")
-    results = {}
-    for name in names:
-        run, show = BENCHES[name]
-        results[name] = run()
-        show(results[name])
+    if args.which == "headline":
+        results = _headline(args)
+    else:
+        results = {}
+        for name in list(BENCHES) if args.which == "all" else [args.which]:
+            run, show = BENCHES[name]
+            results[name] = run()
+            show(results[name])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2, default=str))
+
+
+def _headline(args: argparse.Namespace) -> dict[str, Any]:
+    """The headline bench; a full run is written to --speed-dir as <cpu class>.json, the record docs/ cite."""
+    data = bench_headline.bench_headline(bench_headline.QUICK if args.quick else bench_headline.Size())
+    bench_headline.print_headline(data)
+    if not args.quick:
+        path = args.speed_dir / f"{data['cpu_class']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {path}; then: python3 -m common.cli.docs --write")
+    return data
 
 
 if __name__ == "__main__":

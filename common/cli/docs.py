@@ -5,7 +5,11 @@ the docs is typed by hand:
     python3 -m common.cli.docs           # check: exit 1 naming each block that differs (the test suite runs this)
 
 A generated block is `<!-- generated: KIND ARG -->` ... `<!-- end generated -->`; KIND is one of
-  headline DIR   the headline configurations of DIR/report.json (mean ± std over seeds, n, CPU, data set)
+  headline DIR [speed=FILE]
+                 the headline configurations of the units DIR/report.json and DIR/seed<k>/report.json, merged (mean
+                 ± std over seeds, n, each seed's CPU, data set); speed-ups from FILE, one side-by-side run on one CPU
+                 (`python3 -m common.cli.bench headline`), against dense fp32 ONNX Runtime at 1 thread
+  speed DIR      one table per CPU class of DIR/<class>.json (the headline bench's records)
   summary DIR    the summary table of DIR/report.md, with the CPU it ran on
   table FILE     the first markdown table of FILE (e.g. results/cpu/grid_cost/grid_cost.md)
   result-keys    what each result key means, from common/record.py
@@ -22,11 +26,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from common import record
-from common.report import headline_markdown
+from common.cli.bench_headline import headline_speedups, speed_markdown
+from common.report import headline_markdown, headline_rows, load_report
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCK = re.compile(r"(<!-- generated: (?P<kind>[\w-]+)(?: (?P<arg>\S+))? -->\n)(?P<body>.*?)(<!-- end generated -->)",
-                   re.DOTALL)
+BLOCK = re.compile(r"(<!-- generated: (?P<kind>[\w-]+)(?: (?P<arg>[^\n]*?))? -->\n)(?P<body>.*?)"
+                   r"(<!-- end generated -->)", re.DOTALL)
 
 
 class DocsError(RuntimeError):
@@ -40,15 +45,52 @@ def _source(arg: str | None, name: str = "") -> Path:
     return path
 
 
+def unit_reports(arg: str | None) -> list[Path]:
+    """The units of DIR: DIR/report.json (its seeds) and every DIR/seed<k>/report.json recorded since."""
+    first = _source(arg, "report.json")
+    return [first, *sorted(first.parent.glob("seed*/report.json"), key=lambda p: p.parent.name)]
+
+
+def _speed(path: str) -> dict:
+    data = json.loads(_source(path).read_text())
+    if data.get("quick"):
+        raise DocsError(f"{path} is a --quick run (16x16 inputs, 2 rounds): not a record; rerun the full bench")
+    return data
+
+
 def headline(arg: str | None) -> list[str]:
-    data = json.loads(_source(arg, "report.json").read_text())
-    rows, cpus = data.get("headline") or [], data["machines"]
-    trials = [t["result"] for t in data["trials"] if t["result"]]
+    directory, *options = (arg or "").split()
+    speed_file = next((o.removeprefix("speed=") for o in options if o.startswith("speed=")), None)
+    units = unit_reports(directory)
+    records = [r for path in units for r in load_report(path)]
+    rows = headline_rows(records)
+    trials = [r.result for r in records if r.result]
     profile = ", ".join(sorted({str(r.get("profile")) for r in trials}))
     dataset = ", ".join(sorted({str(r.get("dataset")) for r in trials}))
-    cpu = "; ".join(f"{c['cpu_model']} [{c['cpu_isa']}]" for c in cpus)
-    return [f"Test accuracy on {dataset} (`{profile}` profile), CPU: {cpu}. Mean ± std over n seeds; Δ and speed-ups "
-            f"paired with each seed's own dense model. From `{arg}/report.json`.", "", *headline_markdown(rows)]
+    sources = ", ".join(f"`{p.relative_to(ROOT)}`" for p in units)
+    text = (f"Test accuracy on {dataset} (`{profile}` profile): mean ± std over n seeds, Δ paired with each seed's "
+            f"own dense model, from the units {sources}; the last column names the CPU each seed's trials ran on.")
+    if speed_file is None:
+        return [text + " Speed-ups as each trial measured them (against its dense model in eager torch, on its own "
+                "CPU: compare them only within one CPU).", "", *headline_markdown(rows)]
+    speed = _speed(speed_file)
+    return [text + f" Speed-ups from one side-by-side run on `{speed['cpu_model']}` [{speed['cpu_isa']}] "
+            f"(`{speed_file}`): each configuration's deployed model against the dense model in fp32 ONNX Runtime, "
+            "1 thread, untrained weights (speed does not depend on them).", "",
+            *headline_markdown(rows, headline_speedups(speed))]
+
+
+def speed(arg: str | None) -> list[str]:
+    directory = ROOT / (arg or "")
+    files = sorted(directory.glob("*.json")) if arg and directory.is_dir() else []
+    if not files:
+        return [f"No headline speed run recorded in `{arg}` yet: `python3 -m common.cli.bench headline` writes one."]
+    lines: list[str] = []
+    for path in files:
+        data = _speed(str(path.relative_to(ROOT)))
+        lines += [f"#### {data['cpu_class']}", "", *speed_markdown(data), "",
+                  f"From `{path.relative_to(ROOT)}`.", ""]
+    return lines[:-1]
 
 
 def summary(arg: str | None) -> list[str]:
@@ -87,7 +129,7 @@ def result_keys(arg: str | None) -> list[str]:
 
 
 KINDS: dict[str, Callable[[str | None], list[str]]] = {
-    "headline": headline, "summary": summary, "table": table, "result-keys": result_keys}
+    "headline": headline, "speed": speed, "summary": summary, "table": table, "result-keys": result_keys}
 
 
 def render(text: str) -> str:

@@ -104,18 +104,42 @@ def pick_main(argv: Sequence[str]) -> None:
     except (ReportError, ValueError) as err:
         raise SystemExit(f"report pick: {err}") from None
     results = [res for e in sorted({r.experiment for r in records}) for res in front_results(records, e)]
+    # A latency ratio is only comparable with ratios measured on the same CPU: rank each CPU's trials apart.
+    by_cpu: dict[str, list[dict[str, Any]]] = {}
+    for res in results:
+        if all(res.get(k) is not None for k in budgets):  # the others cannot be picked on any CPU
+            by_cpu.setdefault(_cpu(res) if any("latency" in k for k in budgets) else "", []).append(res)
+    if len(by_cpu) > 1:
+        print(f"latency ratios measured on {len(by_cpu)} CPUs: each CPU's trials are ranked apart, never against "
+              "each other")
+    found = [_pick_on(group, budgets, len(by_cpu) > 1) for group in (by_cpu or {"": results}).values()]
+    if not any(found):
+        raise SystemExit(1)
+
+
+def _cpu(result: dict[str, Any]) -> str:
+    return f"{result['cpu_model']} [{result.get('cpu_isa', '?')}]" if "cpu_model" in result else "an unnamed CPU"
+
+
+def _pick_on(results: list[dict[str, Any]], budgets: dict[str, float], several: bool) -> bool:
+    """Print the pick among `results` (one CPU's, where a budget is a latency), naming the CPU its ratios were
+    measured on; whether one is within every budget. With one group, none reporting a budget is an error."""
     best, closest = pick(results, budgets)
     wanted = ", ".join(f"{k} <= {v:g}" for k, v in budgets.items())
     if best is not None:
-        print(f"best within {wanted}: trial {best['trial_id']}")
+        print(f"best within {wanted}: trial {best['trial_id']} (ratios measured on {_cpu(best)})")
         _show(best)
-        return
+        return True
     if closest is None:
-        raise SystemExit(f"report pick: none of {len(results)} trials reports {', '.join(budgets)}")
+        message = f"none of {len(results)} trials reports {', '.join(budgets)}"
+        if not several:
+            raise SystemExit(f"report pick: {message}")
+        print(f"on {_cpu(results[0])}: {message}")
+        return False
     print(f"none of {len(results)} trials is within {wanted}; closest: trial {closest['trial_id']} "
-          f"({', '.join(f'{k} {closest[k]:.3f}' for k in budgets)})")
+          f"({', '.join(f'{k} {closest[k]:.3f}' for k in budgets)}, measured on {_cpu(closest)})")
     _show(closest)
-    raise SystemExit(1)
+    return False
 
 
 def _show(result: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import yaml
 FULL = "--profile full"  # CIFAR-10, a GPU
 CPU = "--profile cpu --dataset fashion-mnist"  # real images on a 2-core CPU
 SMOKE = "--profile smoke"  # synthetic data, offline, minutes
+SEARCH = "--profile search --dataset fashion-mnist"  # `cpu`'s data and dense model, short trials for a search
 NAS_FULL = f"{FULL} --max-params-ratio 0.5 --compare-baseline"  # the EA and RL searches share the trial
 NAS_CPU = f"{CPU} --max-params 250000 --compare-baseline"
 NAS_SMOKE = f"{SMOKE} --max-params 250000 --compare-baseline"
@@ -168,6 +169,17 @@ def _pareto() -> list[Config]:
         v("config.cpu.yml", "pareto-cpu", f"{CPU} --algorithm qat --distill-weight 0.5", trials=16, duration="4h"),
         v("config.smoke.yml", "pareto-smoke", f"{SMOKE} --calibration-batches 4 --algorithm qat", trials=4,
           duration="30m", tuner=nsga2(4)),
+        v("config.uniform.smoke.yml", "pareto-uniform-smoke", f"{SMOKE} --calibration-batches 4 --algorithm qat",
+          trials=4, duration="30m", space="search_space.uniform.json", tuner=nsga2(4)),
+        # The comparison (issue #29): one tuner, seed, population and trial count; only the space differs.
+        *(v(f"config.{kind}.search.yml", f"pareto-{kind}-search", f"{SEARCH} --algorithm qat", trials=12,
+            duration="90m", space=space, tuner=nsga2(4),
+            notes={"maxTrialNumber": "3 generations of 4, as the other search of the comparison",
+                   "maxExperimentDuration": "a safety stop: 12 trials take ~40 min (<= 4 min each)"})
+          for kind, space in (("uniform", "search_space.uniform.json"), ("stagewise", "search_space.json"))),
+        v("config.confirm.cpu.yml", "pareto-confirm-cpu", f"{CPU} --algorithm qat", trials=5,
+          space="search_space.confirm.json", tuner=GRID,
+          notes={"maxTrialNumber": "2 budgets x 2 searches + the anchor; fewer when picks coincide"}),
     ]
 
 
@@ -628,9 +640,43 @@ The accuracy / latency / size search on Fashion-MNIST on a 2-core CPU (`cpu` pro
 NSGA-II (common/pareto_tuner.py) over a sparsity and weight bits per ResNet stage (search_space.json,
 common/stagewise.py); each trial is the
 pipeline (prune per stage -> fine-tune -> QAT per stage -> int8 on the portable 7-bit grid) beside the
-dense model. 16 trials of <= 10 min each; the uniform comparison is experiments/pipeline with TPE.
+dense model. 16 trials of <= 10 min each; against a uniform search at equal cost: config.*.search.yml.
   nnictl create --config experiments/pareto/config.cpu.yml --port 8080
   python3 -m common.cli.report pick <experiment-id> --max-latency-ratio-b1 0.5 --max-size-ratio 0.2
+""",
+    "pareto/config.uniform.smoke.yml": """\
+Offline CPU smoke run of the uniform side of the comparison (config.uniform.search.yml): NSGA-II over one
+sparsity and one weight bit width for all stages (search_space.uniform.json), otherwise config.smoke.yml.
+  nnictl create --config experiments/pareto/config.uniform.smoke.yml --port 8080
+  python3 -m common.cli.report compare <uniform-id> <stagewise-id> --out results/pareto-smoke
+""",
+    "pareto/config.uniform.search.yml": """\
+The comparison, uniform side (issue #29): NSGA-II over one sparsity and one weight bit width for all ResNet
+stages (search_space.uniform.json), with the tuner, seed, population and trial count of
+config.stagewise.search.yml; only the space differs. `search` profile (common/profiles.py): the cached dense
+model of experiments/baseline/config.cpu.yml, a short fine-tune and QAT, accuracy on 1,000 val / test images,
+no portability check; ~3 min a trial estimated (<= 4 min to be measured: `trial_seconds`).
+  nnictl create --config experiments/pareto/config.uniform.search.yml --port 8080
+Both sides, and the dense model first, in one command, one after the other (docs/experiments.md):
+  python3 -m common.cli.record --pareto-unit --ids results/pareto/recording.txt
+  python3 -m common.cli.report compare <uniform-id> <stagewise-id> --out results/pareto
+""",
+    "pareto/config.stagewise.search.yml": """\
+The comparison, per-stage side (issue #29): NSGA-II over a sparsity and weight bits per ResNet stage
+(search_space.json), with the tuner, seed, population and trial count of config.uniform.search.yml; only the
+space differs. `search` profile, as there.
+  nnictl create --config experiments/pareto/config.stagewise.search.yml --port 8080
+Both sides in one command, one after the other (docs/experiments.md):
+  python3 -m common.cli.record --pareto-unit --ids results/pareto/recording.txt
+  python3 -m common.cli.report compare <uniform-id> <stagewise-id> --out results/pareto
+""",
+    "pareto/config.confirm.cpu.yml": """\
+The comparison's confirmation (issue #29): the points it picked re-trained at the full `cpu` profile, with the
+portability check, one GridSearch trial each (~10 min). search_space.confirm.json holds the anchor (FPGM 50 %,
+8 bits in every stage: the README's pipeline row); the recorder adds the picks of a comparison report:
+  nnictl create --config experiments/pareto/config.confirm.cpu.yml --port 8080           # the anchor alone
+  python3 -m common.cli.record --pareto-confirm results/pareto/report.json --ids results/pareto/confirm.txt
+  python3 -m common.cli.report compare <uniform-id> <stagewise-id> --confirm <confirm-id> --out results/pareto
 """,
     "pareto/config.smoke.yml": """\
 Offline CPU smoke run of the accuracy / latency / size search: NSGA-II (common/pareto_tuner.py) over a

@@ -18,7 +18,7 @@ import shutil
 import socket
 import urllib.error
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +239,17 @@ def _cap(indices: torch.Tensor, labels: torch.Tensor, limit: int | None, gen: to
     if limit is None or limit >= len(indices):
         return indices
     return indices[_stratified_subset(labels[indices], limit, gen)]
+
+
+def measured_subset(splits: ImageSplits, limit: int | None, seed: int) -> ImageSplits:
+    """`splits` with val and test cut to a fixed class-stratified subset of `limit` images each (None: unchanged),
+    the same for every trial of one seed; the training images are untouched."""
+    if limit is None:
+        return splits
+    val = _cap(torch.arange(len(splits.val_labels)), splits.val_labels, limit, _seeded([seed, *b"val-measured"]))
+    test = _cap(torch.arange(len(splits.test_labels)), splits.test_labels, limit, _seeded([seed, *b"test-measured"]))
+    return replace(splits, val_images=splits.val_images[val], val_labels=splits.val_labels[val],
+                   test_images=splits.test_images[test], test_labels=splits.test_labels[test])
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

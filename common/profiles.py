@@ -7,6 +7,8 @@
   CPU has it natively), every compression trial after it in <= 10 min, sized from measured throughput
   (CPU_THROUGHPUT, at the idle rates).
 - `ci`: Fashion-MNIST at 16x16, 1,024 images: real data end to end in about a minute (CI).
+- `search`: `cpu`'s data and cached dense model, a short fine-tune and QAT, accuracy on a fixed subset: a search
+  trial in <= 4 min (estimated below, to be measured), whose picked points are re-trained at `cpu`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class Profile:
     qat: TrainConfig | None = None  # quantization-aware training (QAT, LSQ, DoReFa); None: `finetune`
     # Run each deployed int8 file on an emulated AVX2-only CPU too (common/portability.py): "avx2" or "none".
     portability_check: str = "none"
+    # Measure val and test accuracy on a fixed class-stratified subset of this many images each (None: all of
+    # eval_limit). The data loaded, and so every cache key, stay the profile's: a search profile derived from
+    # another reuses its cached dense model.
+    measure_limit: int | None = None
 
 
 # ResNet-18 (CIFAR variant) images/s measured on this project's CPU machine, 1x28x28 inputs, batch 128, 2 threads
@@ -130,6 +136,40 @@ PROFILES: dict[str, Profile] = {
         portability_check="avx2",
     ),
 }
+
+
+# A search trial (issue #29): the `cpu` profile's data, dense recipe and latency timing, so the cached dense model
+# is reused and the ratios are measured alike, with a short fine-tune and QAT, accuracy on a fixed subset, and no
+# portability check (the grid is portable by construction; the picked points get it when re-trained at `cpu`).
+# ~3 min a trial estimated (search_trial_seconds), measured by each result's `trial_seconds`.
+PROFILES["search"] = replace(
+    PROFILES["cpu"],
+    name="search",
+    finetune=replace(PROFILES["cpu"].finetune, steps_per_epoch=40, print_freq=20),  # 2 x 40 steps of 128
+    qat=replace(PROFILES["cpu"].qat, steps_per_epoch=8, print_freq=4),  # 2 x 8 steps of 128, fp32
+    measure_limit=1000,  # +-0.95 pt at 90 % for one model; trials are compared on the same images
+    portability_check="none",
+)
+
+
+# Per search trial, besides training and evaluation: start-up and the cached dense model (~15 s), pruning (~10 s),
+# ONNX export and deployment (~10 s), latency timing of 6 models x 2 batch sizes x 12 calls (~20 s).
+SEARCH_FIXED_S = 55.0
+
+
+def search_trial_seconds(p: Profile, rate: dict[str, float], speedup: float = 1.0) -> float:
+    """A pipeline trial's estimated wall time at `rate` (CPU_THROUGHPUT), its pruned model training and evaluating
+    `speedup` x faster than the dense one (1: the worst case, no sparsity; ~2 at the space's mean sparsity 0.4, as a
+    50 %-pruned model trains ~2.5x faster). Images: the fine-tune in bf16 with a val pass before it and after each
+    epoch; QAT at the QAT rate with a val pass per epoch in fake quantization (forward at the eval rate slowed like
+    training); val + test of the simulation, 2 int8 runtimes (at least the fp32 rate) and the dense and pruned fp32
+    models."""
+    qat, n = p.qat or p.finetune, p.measure_limit or p.eval_limit or 0
+    fake_quant = rate["eval"] * rate["qat"] / rate["train"]
+    pruned = (p.finetune.epochs * p.finetune.steps_per_epoch * p.batch_size / rate["train_bf16"]
+              + (1 + p.finetune.epochs + 6) * n / rate["eval"]
+              + qat.epochs * qat.steps_per_epoch * p.batch_size / rate["qat"] + (qat.epochs + 2) * n / fake_quant)
+    return SEARCH_FIXED_S + 2 * n / rate["eval"] + pruned / speedup
 
 
 def get_profile(name: str, **overrides) -> Profile:

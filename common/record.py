@@ -89,6 +89,9 @@ RESULT_KEYS: tuple[tuple[str, str], ...] = (
      "`portability_note` says why; `none`: not asked for), and whether the deployed file computes the same on an "
      "emulated AVX2-only CPU (null: not checked)"),
     ("cpu_model, cpu_isa", "the CPU the trial ran on and its int8-relevant instruction sets"),
+    ("trial_seconds, seconds_<step>", "the trial's wall time from its process's start to its report, and the "
+                                      "quantization steps' (`quantize`, `deploy`, `evaluate`, `portability`, "
+                                      "`latency`)"),
     ("trial", "the kind of trial (`baseline`, `prune`, `quant`, `nas`, `pipeline`), declared by the script"),
     ("pruner, sparsity, stage_sparsity, stage_bits, profile, seed, dataset, ...", "the trial's own parameters, "
      "echoed as parsed (every default resolved)"),

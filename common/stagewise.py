@@ -10,7 +10,9 @@ refine it per stage (ResNet's `layer1` .. `layer4`; how any model's layers group
 - `--stage-bits 8,8,4,4`: weight bits per stage; the stem and the classifier stay at 8 (as at uniform 4 bits).
 
 A tuner cannot emit a list, so a search space names one key per stage (`stage1_sparsity` .. `stage4_bits`);
-`fold_tuner_parameters` turns them into the flags' comma-separated values before they are parsed, once.
+`fold_tuner_parameters` turns them into the flags' comma-separated values before they are parsed, once. A key
+`uniform_sparsity` / `uniform_bits` gives every stage the same value: the uniform search of the comparison
+(experiments/pareto/search_space.uniform.json) then runs the very code path of the per-stage one.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def fold_tuner_parameters(tuned: Mapping[str, Any]) -> dict[str, Any]:
     for dest, spec in FLAGS.items():
         keys = [f"stage{k}_{spec.tuner_key}" for k in range(1, STAGES + 1)]
         present = [k for k in keys if k in out]
+        uniform = f"uniform_{spec.tuner_key}"
+        if uniform in out:
+            if present:
+                raise ValueError(f"search space gives {uniform} and {', '.join(present)}: one or the other")
+            out[dest] = ",".join([str(out.pop(uniform))] * STAGES)
+            continue
         if not present:
             continue
         if len(present) != STAGES:
@@ -89,3 +97,12 @@ def search_space_json(max_sparsity: float = 0.8) -> dict[str, Any]:
            for k in range(1, STAGES + 1)},
         **{f"stage{k}_bits": {"_type": "choice", "_value": [4, 8]} for k in range(1, STAGES + 1)},
     }
+
+
+def uniform_search_space_json(max_sparsity: float = 0.8) -> dict[str, Any]:
+    """The per-stage space collapsed to one sparsity and one bit width for all stages
+    (experiments/pareto/search_space.uniform.json): the same pruners, ranges and steps, and the same flags, so
+    that a comparison of the two searches differs in the granularity only."""
+    per_stage = search_space_json(max_sparsity)
+    return {"pruner": per_stage["pruner"], **{f"uniform_{spec.tuner_key}": per_stage[f"stage1_{spec.tuner_key}"]
+                                             for spec in FLAGS.values()}}

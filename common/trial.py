@@ -14,6 +14,7 @@ import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 from common import cpu, models, nni_compat, params, stagewise
 from common.cache import ArtifactCache, default_home
 from common.context import StageContext
-from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders
+from common.data import DATASETS, ImageSplits, TensorLoader, load_splits, make_loaders, measured_subset
 from common.metrics import LatencySetting, contention, measure_latency, size_measurement
 from common.objective import add_budget_arguments, budget_metrics, budgets_from_args, objective, validate_budgets
 from common.profiles import PROFILES, Profile, get_profile
@@ -216,6 +217,9 @@ class Session:
     splits: ImageSplits
     loaders: dict[str, TensorLoader]
     cache: ArtifactCache
+    # What was loaded, where `splits` measures a subset of it (Profile.measure_limit): the cache keys name the data
+    # loaded, so a search profile's trials find the models its parent profile cached.
+    fingerprint: str | None = None
 
     def data_key(self) -> dict[str, Any]:
         """What identifies the loaded data and how it is batched, in every cached stage's key."""
@@ -228,7 +232,7 @@ class Session:
             # Augmentation changes what is trained; named only when not the default, so older entries stay valid.
             **({"crop_pad": p.crop_pad} if p.crop_pad != 4 else {}),
             "num_classes": self.splits.num_classes,
-            "data": self.splits.fingerprint,  # what was loaded, not just its name: changed images rebuild
+            "data": self.fingerprint or self.splits.fingerprint,  # what was loaded: changed images rebuild
             "batch_size": p.batch_size,
         }
 
@@ -242,9 +246,10 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     profile = get_profile(args.profile, dataset=args.dataset) if profile is None else profile
     device = resolve_device(args.device)
     data_dir = Path(args.data_dir)
-    splits = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
+    loaded = load_splits(profile.dataset, data_dir, val_fraction=profile.val_fraction,
                          train_limit=profile.train_limit, eval_limit=profile.eval_limit, seed=args.seed,
                          skip_bad_images=args.skip_bad_images, image_size=profile.image_size)
+    splits = measured_subset(loaded, profile.measure_limit, args.seed)
     loaders = make_loaders(splits, profile.batch_size, device=device, seed=args.seed,
                            channels_last=device.type == "cuda", pad=profile.crop_pad)
     cache = ArtifactCache(args.cache_dir)
@@ -253,7 +258,7 @@ def start_session(args: argparse.Namespace, profile: Profile | None = None) -> S
     seed_everything(args.seed)
     print(f"session: profile={profile.name} dataset={profile.dataset} device={device} "
           f"train/val/test={len(splits.train_labels)}/{len(splits.val_labels)}/{len(splits.test_labels)}", flush=True)
-    return Session(args, profile, device, splits, loaders, cache)
+    return Session(args, profile, device, splits, loaders, cache, loaded.fingerprint)
 
 
 def stage_context(session: Session) -> StageContext:
@@ -341,7 +346,7 @@ def report_final(objective: float, metrics: dict[str, Any], args: argparse.Names
     # `trial` names the kind of trial (declared by the script, not its file name): the report groups results by it.
     # Every result names the CPU it measured latency on: two machines' numbers are never read as one.
     result = {"default": float(objective), "trial": kind, **cpu.describe(), **_plain(metrics),
-              **_plain(vars(args))}
+              **_plain(vars(args)), "trial_seconds": trial_seconds()}
     nni.report_final_result(result)
     if not in_nni_trial():
         print("FINAL " + json.dumps(result, sort_keys=True), flush=True)
@@ -356,6 +361,13 @@ def report_objective(metrics: dict[str, Any], args: argparse.Namespace, kind: st
     metrics = {**metrics, **budget_metrics(metrics, budgets, args.budget_power)}
     value = objective(metrics, accuracy_key, budgets, args.budget_power, args.budget_penalty)
     return report_final(value, metrics, args, kind)
+
+
+def trial_seconds() -> float:
+    """Wall time since this process started (imports, data and cache included): what a trial costs."""
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 1)
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

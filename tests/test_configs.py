@@ -163,7 +163,15 @@ def _echoed(args, key: str):
     match = STAGE_KEY.fullmatch(key)
     if match:
         return stagewise.parse(f"stage_{match[2]}", getattr(args, f"stage_{match[2]}"))[int(match[1]) - 1]
+    uniform = UNIFORM_KEY.fullmatch(key)
+    if uniform:  # one value for every stage
+        values = set(stagewise.parse(f"stage_{uniform[1]}", getattr(args, f"stage_{uniform[1]}")))
+        assert len(values) == 1, values
+        return values.pop()
     return getattr(args, key)
+
+
+UNIFORM_KEY = re.compile(r"uniform_(sparsity|bits)")
 
 
 CPU_GRIDS = {  # what the issue asks each 2-core CPU experiment to search

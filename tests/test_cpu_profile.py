@@ -66,3 +66,21 @@ def test_steps_per_epoch_caps_each_epoch_and_the_schedule_spans_the_capped_steps
 def test_steps_per_epoch_is_validated():
     with pytest.raises(ValueError, match="steps_per_epoch"):
         TrainConfig(epochs=1, steps_per_epoch=0)
+
+
+def test_the_search_profile_reuses_the_cpu_dense_model_and_fits_its_trial_budget():
+    from dataclasses import fields
+
+    from common.profiles import search_trial_seconds
+
+    search, cpu, rate = get_profile("search"), get_profile("cpu"), CPU_THROUGHPUT["idle"]
+    # Everything the dense model's cache key and the latency ratios depend on is the cpu profile's.
+    differs = {f.name for f in fields(search) if getattr(search, f.name) != getattr(cpu, f.name)}
+    assert differs == {"name", "finetune", "qat", "measure_limit", "portability_check"}
+    assert search.portability_check == "none" and search.finetune.cpu_bf16 and search.measure_limit == 1000
+    # ~3 min at the space's mean sparsity, under 5 with none; 12 + 12 trials and the dense model's check in 2 hours.
+    expected, worst = search_trial_seconds(search, rate, speedup=2.0), search_trial_seconds(search, rate)
+    assert expected <= 4 * 60 and worst <= 5 * 60
+    assert 24 * expected + 10 * 60 <= 100 * 60
+    # The same estimate puts the cpu profile's trial within its documented 10 minutes (a 50 % model: 2.5x).
+    assert search_trial_seconds(cpu, rate, speedup=2.5) <= 10 * 60

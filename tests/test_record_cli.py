@@ -196,3 +196,55 @@ def test_seed_unit_and_configs_do_not_mix(tmp_path, capsys):
     with pytest.raises(SystemExit):
         record.main([str(_config(tmp_path, "one", 1)), "--seed-unit", "1"])
     assert "not both" in capsys.readouterr().err
+
+
+def test_the_pareto_unit_records_the_dense_model_then_both_searches_alike(monkeypatch, tmp_path):
+    from common.cli import record
+
+    ran = []
+
+    def fake_record(config, port, poll):
+        cfg = yaml.safe_load(config.read_text())
+        ran.append((cfg, json.loads((config.parent / cfg["searchSpaceFile"]).read_text())))
+        return f"id{len(ran)}", "DONE", {"SUCCEEDED": 1}
+
+    monkeypatch.setattr(record, "record", fake_record)
+    assert record.main(["--pareto-unit", "--ids", str(tmp_path / "ids.txt")]) == 0
+    (dense, dense_space), (uniform, uniform_space), (stagewise, stagewise_space) = ran
+    assert dense["experimentName"] == "baseline-cpu" and dense_space["seed"]["_value"] == [0]
+    assert (uniform["experimentName"], stagewise["experimentName"]) == ("pareto-uniform-search",
+                                                                       "pareto-stagewise-search")
+    # Only the space differs: one trial command, tuner (NSGA-II, seed, population), trial count, >= 12 trials.
+    for key in ("trialCommand", "tuner", "maxTrialNumber", "trialConcurrency"):
+        assert uniform[key] == stagewise[key], key
+    assert "--profile search" in uniform["trialCommand"] and uniform["maxTrialNumber"] >= 12
+    assert set(uniform_space) == {"pruner", "uniform_sparsity", "uniform_bits"} and "stage4_bits" in stagewise_space
+    assert len((tmp_path / "ids.txt").read_text().splitlines()) == 3
+
+
+def test_the_pareto_confirmation_retrains_the_anchor_and_each_distinct_pick(monkeypatch, tmp_path):
+    from common.cli import record
+
+    ran = []
+
+    def fake_record(config, port, poll):
+        cfg = yaml.safe_load(config.read_text())
+        ran.append((cfg, json.loads(Path(cfg["searchSpaceFile"]).read_text())))
+        return "c1", "DONE", {"SUCCEEDED": 3}
+
+    monkeypatch.setattr(record, "record", fake_record)
+    pick = {"pruner": "l1", "stage_sparsity": "0.6,0.6,0.6,0.6", "stage_bits": "4,4,4,4", "val_acc": 0.9}
+    other = {**pick, "stage_sparsity": "0.2,0.4,0.6,0.8"}
+    report = tmp_path / "report.json"  # the comparison's picks as `report compare` writes them
+    report.write_text(json.dumps({"comparison": {"picks": {
+        "latency": {"uniform": {"within": True, "result": pick}, "stagewise": {"within": True, "result": other}},
+        "size": {"uniform": {"within": True, "result": pick}, "stagewise": {"within": False, "result": None}}}}}))
+    assert record.main(["--pareto-confirm", str(report), "--ids", str(tmp_path / "ids.txt")]) == 0
+    ((config, space),) = ran
+    assert config["experimentName"] == "pareto-confirm-cpu" and "--profile cpu" in config["trialCommand"]
+    grid = space["point"]["_value"]
+    assert [g["_name"] for g in grid] == ["anchor", "latency-uniform+size-uniform", "latency-stagewise"]
+    assert grid[2]["stage_sparsity"] == {"_type": "choice", "_value": ["0.2,0.4,0.6,0.8"]}
+    assert len(grid) <= config["maxTrialNumber"]
+    with pytest.raises(SystemExit, match="ids.txt: not a comparison report.json"):
+        record.main(["--pareto-confirm", str(tmp_path / "ids.txt")])

@@ -11,7 +11,6 @@ from common.metrics import count_params
 from common.models import MODELS, build_model
 from common.pruning import kept_filters, prune_model
 from common.quantization import config_list
-from tests.nnictl_utils import ROOT
 
 
 @pytest.mark.parametrize("dest, text, message", [
@@ -64,5 +63,19 @@ def test_stage_bits_give_each_stage_its_weight_grid_and_keep_stem_and_classifier
 
 
 def test_committed_pareto_search_space_is_the_rendered_one():
-    committed = json.loads((ROOT / "experiments/pareto/search_space.json").read_text())
-    assert committed == stagewise.search_space_json(), "regenerate: python3 -m common.cli.pareto render --write"
+    from common.cli.pareto import SEARCH_SPACE_FILES
+
+    for path, space in SEARCH_SPACE_FILES.items():  # per stage, uniform, the confirmation's anchor
+        assert json.loads(path.read_text()) == space(), "regenerate: python3 -m common.cli.pareto render --write"
+
+
+def test_the_uniform_space_is_the_per_stage_one_with_one_value_for_all_stages():
+    per_stage, uniform = stagewise.search_space_json(), stagewise.uniform_search_space_json()
+    assert uniform == {"pruner": per_stage["pruner"], "uniform_sparsity": per_stage["stage1_sparsity"],
+                       "uniform_bits": per_stage["stage1_bits"]}
+    folded = stagewise.fold_tuner_parameters({"pruner": "l1", "uniform_sparsity": 0.3, "uniform_bits": 4})
+    assert folded == {"pruner": "l1", "stage_sparsity": "0.3,0.3,0.3,0.3", "stage_bits": "4,4,4,4"}
+    assert stagewise.parse("stage_sparsity", stagewise.fold_tuner_parameters({"uniform_sparsity": 0.0})[
+        "stage_sparsity"]) == (0.0,) * 4  # no pruning is a point of both spaces
+    with pytest.raises(ValueError, match="uniform_bits and stage1_bits: one or the other"):
+        stagewise.fold_tuner_parameters({"uniform_bits": 4, "stage1_bits": 8})

@@ -334,3 +334,29 @@ def test_the_trial_kind_is_declared_not_the_script_name(monkeypatch):
     assert trial.report_final(0.5, {}, args, "prune")["trial"] == "prune"
     with pytest.raises(ValueError, match="unknown trial kind 'renamed'"):
         trial.report_final(0.5, {}, args, "renamed")
+
+
+def test_a_measured_subset_keeps_the_cache_keys_of_the_data_loaded(tmp_path):
+    """The search profile measures on a fixed subset of the cpu profile's data: its trials must find the models the
+    cpu profile cached (the same data key), and measure on the same images every time."""
+    args = trial.parse_params(trial.base_parser("t"), ["--data-dir", str(tmp_path / "data"),
+                                                        "--cache-dir", str(tmp_path / "cache")])
+    full = trial.start_session(args)
+    subset = trial.start_session(args, replace(get_profile("smoke"), measure_limit=100))
+    again = trial.start_session(args, replace(get_profile("smoke"), measure_limit=100))
+    assert subset.data_key() == full.data_key()
+    assert len(subset.loaders["val"].labels) == len(subset.loaders["test"].labels) == 100
+    assert torch.equal(subset.splits.train_images, full.splits.train_images)
+    assert torch.equal(subset.splits.val_images, again.splits.val_images)
+    # A class-stratified subset of the full split: each class keeps its share (to one image).
+    for split in ("val", "test"):
+        whole, part = (getattr(s.splits, f"{split}_labels").bincount(minlength=10) for s in (full, subset))
+        assert ((part - whole * 100 / whole.sum()).abs() <= 1).all()
+
+
+def test_report_final_says_how_long_the_trial_took():
+    args = trial.parse_params(prune_parser(), [])
+    result = trial.report_final(0.5, {"accuracy": 0.5}, args, "prune")
+    import psutil
+
+    assert 0 < result["trial_seconds"] <= time.time() - psutil.Process().create_time() + 0.1  # since start

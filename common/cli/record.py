@@ -15,6 +15,13 @@ A seed unit is one seed's dense model and every headline configuration, in the o
 (baseline, pruning, quantization, pipeline), each config on its committed seeds search space with only that seed:
 
     python3 -m common.cli.record --seed-unit 1 --ids results/cpu/seed1/recording.txt
+
+The comparison unit (issue #29) is the dense model (seed 0, loaded from the cache when it is there), then the uniform
+and the per-stage search (experiments/pareto/config.uniform.search.yml, config.stagewise.search.yml); its confirmation
+re-trains the points a comparison report picked at the `cpu` profile (experiments/pareto/config.confirm.cpu.yml):
+
+    python3 -m common.cli.record --pareto-unit --ids results/pareto/recording.txt
+    python3 -m common.cli.record --pareto-confirm results/pareto/report.json --ids results/pareto/confirm.txt
 Start it in the background (`nohup ... &`); `nnictl stop <id>` ends the experiment running, and the recording
 goes on with the next one.
 """
@@ -159,12 +166,39 @@ def seed_unit(seed: int, experiments: Path, workdir: Path) -> list[tuple[Path, P
     return runs
 
 
+PARETO_UNIT = ("pareto/config.uniform.search.yml", "pareto/config.stagewise.search.yml")
+PARETO_CONFIRM = "pareto/config.confirm.cpu.yml"
+
+
+def pareto_runs(confirm: Path | None, experiments: Path, workdir: Path) -> list[tuple[Path, Path | None]]:
+    """The comparison unit's (config, search space) pairs: the dense model of seed 0 first (cached: a load and its
+    measurement), then both searches on their own spaces; with `confirm` (a comparison's report.json), the
+    confirmation on a grid of the anchor and the points that report picked."""
+    from common.compare import confirm_space
+
+    if confirm is not None:
+        try:
+            picks = json.loads(confirm.read_text())["comparison"]["picks"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise SystemExit(f"--pareto-confirm {confirm}: not a comparison report.json "
+                             f"(python3 -m common.cli.report compare): {type(err).__name__}: {err}") from None
+        space = workdir / "pareto-confirm.json"
+        space.write_text(json.dumps(confirm_space(picks), indent=1))
+        return [(experiments / PARETO_CONFIRM, space)]
+    dense = seed_unit(0, experiments, workdir)[0]
+    return [dense, *((experiments / config, None) for config in PARETO_UNIT)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.record", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="*", type=Path, help="experiment configs, run in this order")
     parser.add_argument("--seed-unit", type=int, metavar="K",
                         help="record seed K's unit instead: its dense model and every headline configuration")
+    parser.add_argument("--pareto-unit", action="store_true",
+                        help="record the per-stage against uniform comparison instead (dense model, both searches)")
+    parser.add_argument("--pareto-confirm", type=Path, metavar="REPORT",
+                        help="re-train the points a comparison's report.json picked, at the cpu profile")
     parser.add_argument("--ids", type=Path, default=Path("recording.txt"),
                         help="appended as each experiment ends: '<config> <id> <status>' (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8080, help="the NNI manager's port (default: %(default)s)")
@@ -172,17 +206,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trial-args", default="", help="flags appended to every config's trialCommand")
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between status queries")
     args = parser.parse_args(argv)
-    if bool(args.configs) == (args.seed_unit is not None):
-        parser.error("give experiment configs or --seed-unit K, not both")
-    if args.seed_unit is not None and args.search_space:
-        parser.error("--seed-unit runs its own search spaces; --search-space does not apply")
+    units = (args.seed_unit is not None) + args.pareto_unit + (args.pareto_confirm is not None)
+    if bool(args.configs) + units != 1:
+        parser.error("give experiment configs or one unit (--seed-unit K, --pareto-unit, --pareto-confirm), not both")
+    if units and args.search_space:
+        parser.error("a unit runs its own search spaces; --search-space does not apply")
     for path in [*args.configs, *([args.search_space] if args.search_space else [])]:
         if not path.is_file():
             parser.error(f"{path}: no such file")
     failed = []
     with tempfile.TemporaryDirectory(prefix="record-") as tmp:
-        runs = ([(config, args.search_space) for config in args.configs] if args.seed_unit is None else
-                seed_unit(args.seed_unit, Path(__file__).resolve().parents[2] / "experiments", Path(tmp)))
+        experiments = Path(__file__).resolve().parents[2] / "experiments"
+        runs = ([(config, args.search_space) for config in args.configs] if args.configs else
+                seed_unit(args.seed_unit, experiments, Path(tmp)) if args.seed_unit is not None else
+                pareto_runs(args.pareto_confirm, experiments, Path(tmp)))
         for config, space in runs:
             prepared = prepared_config(config, Path(tmp), space, args.trial_args)
             exp_id, status, counts = record(prepared, args.port, args.poll)

@@ -11,8 +11,9 @@ The report itself is built by common/report.py. An experiment run by the multi-o
 (common/pareto_tuner.py) also gets its front: the non-dominated trials, their hypervolume and a plot.
 
     python3 -m common.cli.report pick <experiment-id> --max-latency-ratio-b1 0.3 --max-size-ratio 0.1
+    python3 -m common.cli.report compare <uniform-id> <stagewise-id> --out results/pareto
 
-prints the trial with the best validation accuracy within every budget (flags as the trials' budgets), its
+`pick` prints the trial with the best validation accuracy within every budget (flags as the trials' budgets), its
 parameters, measurements and kept int8 model, or says that none is within them and which comes closest.
 """
 
@@ -45,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["pick"]:
         pick_main(argv[1:])
+        return
+    if argv[:1] == ["compare"]:  # the per-stage against the uniform search (issue #29)
+        from common.cli.compare import main as compare_main
+
+        compare_main(argv[1:])
         return
     parser = argparse.ArgumentParser(prog="python3 -m common.cli.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -108,8 +108,8 @@ def parse_params(parser: argparse.ArgumentParser, argv: Sequence[str] | None = N
     from nni.utils import merge_parameter
 
     args = parser.parse_args(argv)
-    tuned = nni.get_next_parameter() if in_nni_trial() else None
     nni_compat.resilient_trial_channel()  # a reset connection to the manager no longer kills the trial (#27)
+    tuned = nni.get_next_parameter() if in_nni_trial() else None
     if tuned:
         tuned = params.flatten_nested_choices(tuned)  # a nested choice's parameters are flags too
         tuned = stagewise.fold_tuner_parameters(tuned)  # stage{k}_* keys -> the --stage-* flags' values

@@ -45,8 +45,8 @@ class Pruner:
 # gradient-based criteria need an evaluator and are not offered here.
 REGISTRY: dict[str, Pruner] = {p.name: p for p in (
     Pruner("l1", "L1NormPruner", per_stage=True),
-    Pruner("l2", "L2NormPruner"),
     Pruner("fpgm", "FPGMPruner", per_stage=True),
+    Pruner("l2", "L2NormPruner"),
 )}
 PRUNERS: tuple[str, ...] = tuple(REGISTRY)
 PRUNE_SCHEDULES: tuple[str, ...] = ("oneshot", "gradual")

@@ -169,7 +169,7 @@ TRAIN_INPUTS = {"1x28x28 native": (1, 28), "1x32x32 zero-padded": (1, 32), "3x32
 def bench_train(steps: int = 4, batch_size: int = 128) -> dict:
     """ResNet-18 training and evaluation images/s through common.train.fit and TensorLoader (random pixels; speed
     does not depend on them), per input shape, with the cores the process actually got (others' load shows)."""
-    from common.models import build_model
+    from common.models import DEFAULT_MODEL, build_model
     from common.train import TrainConfig, evaluate, fit
 
     quiet = lambda _: None  # noqa: E731
@@ -179,7 +179,7 @@ def bench_train(steps: int = 4, batch_size: int = 128) -> dict:
         images = torch.randint(0, 256, (batch_size * steps, channels, side, side), dtype=torch.uint8, generator=gen)
         labels = torch.arange(len(images)) % 10
         norm = {"mean": (0.5,) * channels, "std": (0.25,) * channels}
-        model = build_model("resnet18", 10, channels)
+        model = build_model(DEFAULT_MODEL, 10, channels)
         train = TensorLoader(images, labels, batch_size, train=True, **norm)
         fit(model, train, TrainConfig(epochs=1, lr=0.05, steps_per_epoch=1), print_fn=quiet)  # warm-up
         cpu, start = sum(os.times()[:2]), time.perf_counter()
@@ -214,6 +214,7 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
     import tempfile
     from dataclasses import replace
 
+    from common.models import DEFAULT_MODEL
     from common.profiles import get_profile
     from common.stages import compress_pipeline
     from common.trial import base_parser, parse_params, stage_context, start_session
@@ -227,7 +228,7 @@ def bench_pipeline(profile: str = "smoke", repeats: int = 30) -> list[dict]:
             # runs short): the targets are for ResNet-18 at CIFAR's input size.
             timed = replace(get_profile(profile), latency_repeats=repeats, latency_warmup=5, image_size=None)
             session = start_session(args, timed)
-            m = compress_pipeline(stage_context(session), "resnet18", pruner="fpgm",
+            m = compress_pipeline(stage_context(session), DEFAULT_MODEL, pruner="fpgm",
                                   sparsity=0.5, algorithm="qat", bits=8)
             targets = {k: {"value": m[k], "target": t, "met": m[k] <= t if k == "size_ratio" else m[k] >= t}
                        for k, t in pipeline_targets(cpu_info().exact_int8).items()}

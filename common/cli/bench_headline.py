@@ -35,7 +35,7 @@ from common.context import StageContext
 from common.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, DatasetNotFoundError, TensorLoader, load_splits
 from common.deploy import RUNTIME_NAMES, RUNTIMES, OrtModule, export_fp32, openvino_available, runtime_module
 from common.metrics import LatencySetting, contention, measure_latency
-from common.models import build_model
+from common.models import DEFAULT_MODEL, build_model
 from common.pruning import prune_model
 from common.stages import _fastest, deploy_stage, quantize_stage
 from common.train import TrainConfig, evaluate, fit
@@ -115,7 +115,7 @@ def _context(tmp: Path, side: int) -> StageContext:
 def _starts(ctx: StageContext) -> dict[str, nn.Module]:
     """The untrained dense ResNet-18 (seed 0) and its 50 % FPGM and L1 shapes (dependency-aware + speed-up)."""
     torch.manual_seed(0)
-    dense = build_model("resnet18", ctx.num_classes, ctx.image_shape[0]).eval()
+    dense = build_model(DEFAULT_MODEL, ctx.num_classes, ctx.image_shape[0]).eval()
     example = torch.randn(1, *ctx.image_shape)
     return {"dense": dense, **{p: prune_model(copy.deepcopy(dense), p, 0.5, example)[0].eval() for p in ("fpgm", "l1")}}
 
@@ -144,7 +144,7 @@ def _trained_dense(side: int, steps: int, tmp: Path) -> tuple[nn.Module, dict[st
         images = torch.randint(0, 256, (64 * steps, 1, side, side), dtype=torch.uint8, generator=gen)
         labels, data, test = torch.arange(len(images)) % 10, "random images", None
     torch.manual_seed(1)
-    model = build_model("resnet18", 10, 1)
+    model = build_model(DEFAULT_MODEL, 10, 1)
     train = TensorLoader(images, labels, 64, train=True, mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, pad=0)
     start = time.perf_counter()
     fit(model, train, TrainConfig(epochs=1, lr=0.05, schedule="cosine", print_freq=10_000), print_fn=lambda _: None)

@@ -76,11 +76,12 @@ def context(profile: Profile, device: torch.device, home: Path) -> StageContext:
 
 def baseline(ctx: StageContext) -> dict[str, Any]:
     """The baseline trial's code: the dense ResNet-18 trained with the recipe, measured (accuracy, latency)."""
+    from common.models import DEFAULT_MODEL
     from common.stages import dense_stage
     from common.trial import measure
 
     t0 = time.perf_counter()
-    dense, _ = dense_stage(ctx, "resnet18")
+    dense, _ = dense_stage(ctx, DEFAULT_MODEL)
     trained = time.perf_counter() - t0
     m = measure(ctx, {"dense": dense})[0]["dense"]
     return {"train_seconds": trained, "val_acc": m.val_acc, "test_acc": m.test_acc,
@@ -90,10 +91,11 @@ def baseline(ctx: StageContext) -> dict[str, Any]:
 def pipeline(ctx: StageContext) -> dict[str, Any]:
     """The pipeline trial's code: dense (cached by the baseline) → FPGM 50 % → fine-tune → QAT 8-bit → int8 file on
     ONNX Runtime (the CPU), every stage measured beside the dense model."""
+    from common.models import DEFAULT_MODEL
     from common.stages import compress_pipeline
 
     t0 = time.perf_counter()
-    m = compress_pipeline(ctx, "resnet18", pruner="fpgm", sparsity=0.5, algorithm="qat", bits=8,
+    m = compress_pipeline(ctx, DEFAULT_MODEL, pruner="fpgm", sparsity=0.5, algorithm="qat", bits=8,
                           int8_scheme="reduced", runtime="ort", min_agreement=MIN_AGREEMENT, portability_check="none")
     return {"seconds": time.perf_counter() - t0, **{k: m[k] for k in (
         "pruned_test_acc", "int8_test_acc", "delta_test_acc", "agreement_val", "size_ratio", "params_ratio",

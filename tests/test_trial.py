@@ -360,3 +360,15 @@ def test_report_final_says_how_long_the_trial_took():
     import psutil
 
     assert 0 < result["trial_seconds"] <= time.time() - psutil.Process().create_time() + 0.1  # since start
+
+
+def test_the_retrying_channel_is_installed_before_the_trial_asks_for_its_parameters(monkeypatch):
+    """Issue #27: asking for parameters is where a reset connection killed trials; the channel must be in place."""
+    import nni
+
+    calls = []
+    monkeypatch.setattr(trial.nni_compat, "resilient_trial_channel", lambda: calls.append("channel"))
+    monkeypatch.setattr(trial, "in_nni_trial", lambda: True)
+    monkeypatch.setattr(nni, "get_next_parameter", lambda: calls.append("ask") or {})
+    trial.parse_params(trial.base_parser("t"), [])
+    assert calls == ["channel", "ask"]

@@ -404,8 +404,9 @@ def summary_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
 
 
 # The configurations a user compares first (the README's table): label, trial kind, the values that select them
-# (a key the result lacks counts as its LABEL_DEFAULTS value; uniform sparsity and bits, never per-stage).
-RESNET18 = "b2-2-2-2_w64-128-256-512_relu_k3"
+# (a key the result lacks counts as its LABEL_DEFAULTS value; uniform sparsity and bits, never per-stage). Labels
+# are ResNet-18's; each model's rows select its own trials (model_of) and pipeline rows its own arch_key, which
+# excludes pipelines on a NAS architecture (`--arch`): "arch_key": None stands for the model record's key.
 _FPGM50 = {"pruner": "fpgm", "sparsity": 0.5, "stage_sparsity": None}
 HEADLINE: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("dense ResNet-18", "baseline", {}),
@@ -416,15 +417,48 @@ HEADLINE: tuple[tuple[str, str, dict[str, Any]], ...] = (
                                     "prune_schedule": "oneshot", "distill_weight": 0.0}),
     ("QAT 8-bit from dense", "quant", {"algorithm": "qat", "bits": 8, "start": "dense", "stage_bits": None}),
     ("LSQ 4-bit from FPGM 50 %", "quant", {"algorithm": "lsq", "bits": 4, "start": "pruned", "stage_bits": None}),
-    ("pipeline FPGM 50 % → QAT 8-bit", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": RESNET18,
+    ("pipeline FPGM 50 % → QAT 8-bit", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": None,
                                                      "stage_bits": None, "distill_weight": 0.0}),
-    ("pipeline, distilled", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": RESNET18,
+    ("pipeline, distilled", "pipeline", {**_FPGM50, "algorithm": "qat", "bits": 8, "arch_key": None,
                                          "stage_bits": None, "distill_weight": 0.5}),
 )
 
 
-def _selected(result: dict[str, Any], kind: str, values: Mapping[str, Any]) -> bool:
-    return result.get("trial") == kind and all(result.get(k, LABEL_DEFAULTS.get(k)) == v for k, v in values.items())
+def _selected(result: dict[str, Any], kind: str, values: Mapping[str, Any], model: str) -> bool:
+    return (result.get("trial") == kind and model_of(result) == model
+            and all(result.get(k, LABEL_DEFAULTS.get(k)) == v for k, v in values.items()))
+
+
+def model_of(result: Mapping[str, Any]) -> str:
+    """The `--model` a trial compressed; results from before the model registry name none: the default."""
+    from common.models import DEFAULT_MODEL  # common.models imports torch: only when a report asks
+
+    return result.get("model") or DEFAULT_MODEL
+
+
+def _models(results: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str | None]]:
+    """(name, label, key) of each model the results name: the registry's first, in its order, then users' own."""
+    from common.models import MODELS
+
+    names = {model_of(r) for r in results}
+    return [*((m.name, m.label, m.key) for m in MODELS.values() if m.name in names),
+            *((name, name, None) for name in sorted(names - set(MODELS)))]
+
+
+def model_label(model: str) -> str:
+    """How reports name `--model model`: its registry label (ResNet-18, MobileNetV2), else what the trial named."""
+    from common.models import MODELS
+
+    return MODELS[model].label if model in MODELS else model
+
+
+def _headline_label(label: str, model: str, name: str) -> str:
+    """The default model's (ResNet-18's) rows keep their labels; another model's say which (`dense MobileNetV2`)."""
+    from common.models import DEFAULT_MODEL
+
+    if model == DEFAULT_MODEL:
+        return label
+    return f"dense {name}" if label == HEADLINE[0][0] else f"{name}: {label}"
 
 
 def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
@@ -433,10 +467,12 @@ def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
     matches several configurations (e.g. two int8 grids), the one recorded on the most seeds is shown."""
     ok = [upgrade(r.result) for r in records if r.ok]
     rows = []
-    for label, kind, values in HEADLINE:
+    for (label, kind, values), (model, name, key) in ((h, m) for m in _models(ok) for h in HEADLINE):
+        if "arch_key" in values:  # the model's own network (a user's factory: its key is whatever it ran)
+            values = {**values, "arch_key": key} if key else {k: v for k, v in values.items() if k != "arch_key"}
         groups: dict[tuple, dict[Any, dict[str, Any]]] = {}
         for r in sorted(ok, key=lambda r: ranking(r, "")):
-            if _selected(r, kind, values):
+            if _selected(r, kind, values, model):
                 groups.setdefault(configuration(r), {}).setdefault(r.get("seed"), r)  # a rerun is not a new seed
         if not groups:
             continue
@@ -445,7 +481,8 @@ def headline_rows(records: Sequence[TrialRecord]) -> list[dict[str, Any]]:
         delta = _over_seeds(group, lambda r: read_comparison(r)["delta_test_acc"]) if kind != "baseline" else None
         speed = [(1.0, 0.0) if kind == "baseline" else
                  _over_seeds(group, lambda r, b=b: read_comparison(r)[f"speedup_b{b}"]) for b in (1, 64)]
-        rows.append({"model": label, "seeds": len(group), "accuracy": acc[0], "accuracy_std": acc[1],
+        rows.append({"model": _headline_label(label, model, name), "seeds": len(group),
+                     "accuracy": acc[0], "accuracy_std": acc[1],
                      "delta": delta and delta[0], "delta_std": delta and delta[1],
                      "size_ratio": 1.0 if kind == "baseline" else read_comparison(group[0])["size_ratio"],
                      "speedup_b1": speed[0][0], "speedup_b1_std": speed[0][1],
@@ -492,7 +529,7 @@ def headline_markdown(rows: Sequence[Mapping[str, Any]],
 # shows, whose file size it shows). `arch` is the trained architecture before pruning, "" the deployed model.
 # Sizes are of the deployable file (fp32 or int8 ONNX), so the ratios compare like with like.
 PIPELINE_STEPS: tuple[tuple[str, str, str | None, str | None], ...] = (
-    ("dense ResNet-18 (baseline), fp32 torch", "dense", "dense", "dense_ort"),
+    ("dense {model} (baseline), fp32 torch", "dense", "dense", "dense_ort"),
     ("architecture (trained), fp32 torch", "arch", "arch", "arch_ort"),
     ("pruned + fine-tuned, fp32 torch", "pruned", "pruned", "pruned_ort"),
     ("pruned, fp32 ONNX Runtime", "pruned", "pruned_ort", "pruned_ort"),
@@ -511,6 +548,7 @@ def pipeline_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
         lat = read(result, timed).latency if timed is not None else None
         size = read(result, file).size_bytes if file is not None else None
         where = _where(lat) if model == "" else None  # the deployed model's runtime, as the trial measured it
+        label = label.format(model=model_label(model_of(result)))
         rows.append({
             "step": f"{label}, {where}" if where else label,
             "val_acc": acc.val_acc, "test_acc": acc.test_acc, "params": acc.params,

@@ -350,3 +350,27 @@ def test_pick_never_ranks_latency_ratios_of_different_cpus_against_each_other(tm
     main(["pick", "--from-report", str(source), "--max-size-ratio", "0.3"])  # a size ratio is the CPU's to none
     assert capsys.readouterr().out.splitlines()[0] == ("best within size_ratio <= 0.3: trial y1 "
                                                        "(ratios measured on CPU amx [amx])")
+
+
+def test_headline_rows_keep_each_models_trials_apart_and_name_the_model():
+    """MobileNetV2 trials get their own rows, labelled with the model and listed after ResNet-18's, which stay what
+    they were; a pipeline row selects the model's own network (its registry key), not a NAS architecture."""
+    from dataclasses import replace
+
+    from common.report import headline_rows, load_report
+
+    resnet = load_report(FIXTURES.parents[1] / "results" / "cpu" / "report.json")
+    before = headline_rows(resnet)
+
+    def mobilenet(r, **extra):
+        return replace(r, trial_id=f"mnv2-{r.trial_id}", result={**r.result, "model": "mobilenet_v2", **extra})
+
+    dense = next(r for r in resnet if r.ok and r.result["trial"] == "baseline")
+    pipe = next(r for r in resnet if r.ok and r.result["trial"] == "pipeline" and r.result["distill_weight"] == 0.0)
+    added = [mobilenet(dense, test_acc=0.5), mobilenet(pipe, arch_key="mobilenet_v2"),
+             mobilenet(pipe, arch_key="b1-1-1_w16-32-64_tanh_k5", distill_weight=0.5)]  # a NAS net: no row
+    rows = headline_rows([*resnet, *added])
+    assert rows[:len(before)] == before
+    labels = [r["model"] for r in rows[len(before):]]
+    assert labels == ["dense MobileNetV2", "MobileNetV2: pipeline FPGM 50 % → QAT 8-bit"]
+    assert rows[len(before)]["accuracy"] == 0.5 and rows[len(before)]["seeds"] == 1

@@ -59,7 +59,9 @@ def test_the_record_says_what_ran_where(small_run):
     assert ptq["by_threads"]["1"]["runtime"].endswith(" int8")
     trained = data["trained_check"]
     assert trained["trained"]["steps"] == 3
-    assert all(math.isfinite(v) and v > 0 for v in trained["trained_over_untrained_ms"]["1"].values())
+    ratios = trained["trained_over_untrained_ms"]["1"]
+    assert set(ratios) == set(ptq["by_threads"]["1"]["all_runtimes_ms"])  # each runtime against itself
+    assert all(math.isfinite(v) and v > 0 for per in ratios.values() for v in per.values())
     speedups = bh.headline_speedups(data)
     assert speedups["dense ResNet-18"] == (1.0, 1.0) and "QAT 8-bit from dense" not in speedups  # not timed here
     table = bh.speed_markdown(data)

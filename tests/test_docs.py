@@ -88,7 +88,7 @@ def _speed_record(cpu_class: str, factor: float, quick: bool = False) -> dict:
                                 "by_threads": {str(t): timed(i, t) for t in (1, 2)}} for i, c in enumerate(bh.CONFIGS)],
             "trained_check": {"configuration": "PTQ 8-bit from dense", "trained": {"seconds": 9, "data": "x",
                                                                                   "steps": 60, "test_acc": 0.7},
-                              "trained_over_untrained_ms": {"1": {"1": 1.02, "64": 0.99}}}}
+                              "trained_over_untrained_ms": {"1": {"ort": {"1": 1.02, "64": 0.99}}}}}
 
 
 def test_headline_merges_units_and_takes_speed_from_one_cpus_run(tmp_path, monkeypatch):

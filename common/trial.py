@@ -267,7 +267,8 @@ def stage_context(session: Session) -> StageContext:
     return StageContext(loaders=s.loaders, labels={"val": s.splits.val_labels, "test": s.splits.test_labels},
                         device=s.device, cache=s.cache, data_key=s.data_key(), num_classes=s.splits.num_classes,
                         image_shape=tuple(s.splits.train_images.shape[1:]), seed=s.args.seed,
-                        train=s.profile.train, finetune=s.finetune_config(), qat=s.finetune_config(qat=True),
+                        train=models.dense_recipe(s.args.model, s.profile.train), finetune=s.finetune_config(),
+                        qat=s.finetune_config(qat=True),
                         latency=LatencySetting(s.args.latency_threads, s.profile.latency_warmup,
                                                s.profile.latency_repeats),
                         on_epoch_end=report_intermediate)

@@ -156,3 +156,24 @@ def _pipeline_parser():
     from trials.pipeline import get_parser
 
     return get_parser()
+
+
+def test_mobilenet_v2_trains_with_its_records_lr_cap_and_short_run_batchnorm(tmp_path):
+    """MobileNetV2's dense recipe caps the profile's peak lr (0.2 diverged on the smoke data); ResNet-18's and a
+    user's factory's recipes, and so their cache keys, are the profile's own. Its BN statistics follow the weights
+    (momentum 0.5: at 0.1 the smoke model predicted one class in eval mode) and residual blocks start as identity."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+
+    from common.models import MODELS, build_model, dense_recipe
+    from common.profiles import PROFILES
+
+    smoke, cpu = PROFILES["smoke"].train, PROFILES["cpu"].train
+    assert dense_recipe("resnet18", smoke) is smoke and dense_recipe({"blocks": [1, 1]}, cpu) is cpu
+    assert dense_recipe(f"{_user_file(tmp_path)}:build", smoke) is smoke
+    cap = MODELS["mobilenet_v2"].max_lr
+    assert dense_recipe("mobilenet_v2", smoke).lr == dense_recipe("mobilenet_v2", cpu).lr == cap < smoke.lr
+    assert dense_recipe("mobilenet_v2", smoke).epochs == smoke.epochs
+    model = build_model("mobilenet_v2", 10, 1, 16)
+    assert {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {0.5}
+    residual = [m for m in model.modules() if isinstance(m, InvertedResidual) and m.use_res_connect]
+    assert len(residual) == 10 and all(not m.conv[-1].weight.any() for m in residual)

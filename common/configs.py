@@ -159,6 +159,13 @@ def _pipeline() -> list[Config]:
           "--profile ci --dataset fashion-mnist --calibration-batches 4", trials=1, duration="15m",
           space="search_space.cpu.json", tuner=GRID,
           notes={"searchSpaceFile": "the default row: fpgm, 0.5, qat, 8 bits"}),
+        # MobileNetV2 (issue #30): its own dense model, trained in the first trial and cached.
+        v("config.mobilenet.cpu.yml", "pipeline-mobilenet-cpu", f"{CPU} --model mobilenet_v2\n{hard_b1}", trials=1,
+          space="search_space.cpu.json", tuner=GRID,
+          notes={"maxTrialNumber": "the grid's first point: distill_weight 0, the README's pipeline row"}),
+        v("config.mobilenet.smoke.yml", "pipeline-mobilenet-smoke",
+          f"{SMOKE} --model mobilenet_v2 --calibration-batches 4", trials=2, duration="30m",
+          space="search_space.mobilenet.smoke.json", tuner=GRID),
     ]
 
 
@@ -610,6 +617,20 @@ search_space.cpu.json (e.g. to search_space.json's ranges) for a search; each (p
 cached pruned model.
   nnictl create --config experiments/pipeline/config.cpu.yml --port 8080
   python3 -m common.cli.report <experiment-id> --out results/pipeline-cpu
+""",
+    "pipeline/config.mobilenet.cpu.yml": """\
+The recorded MobileNetV2 row (issue #30): the README's pipeline point, FPGM 50 % → QAT 8-bit → int8 on the
+portable grid, for torchvision's MobileNetV2 adapted to small images (common/models.py), on Fashion-MNIST at
+the `cpu` profile. One trial: it trains MobileNetV2's own dense model first (cached), then compresses it;
+35-55 min in all, estimated (docs/experiments.md).
+  nnictl create --config experiments/pipeline/config.mobilenet.cpu.yml --port 8080
+  python3 -m common.cli.report <experiment-id> --out results/pipeline-mobilenet-cpu
+""",
+    "pipeline/config.mobilenet.smoke.yml": """\
+Offline CPU smoke run of the combined pipeline on MobileNetV2 (depthwise convolutions, inverted residuals):
+its dense model trained once on synthetic data, pruned 50 % by FPGM and by L1, each QAT 8-bit and deployed
+int8 (search_space.mobilenet.smoke.json). The suite runs it (tests/test_e2e_own_model.py).
+  nnictl create --config experiments/pipeline/config.mobilenet.smoke.yml --port 8080
 """,
     "pipeline/config.smoke.yml": """\
 Offline CPU smoke run of the combined pipeline: synthetic data, ResNet-18 (the smoke baseline is cached

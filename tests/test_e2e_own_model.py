@@ -60,7 +60,7 @@ def _final(run: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.mark.e2e
-def test_mobilenet_v2_pipeline_smoke_through_nnictl_then_prune_and_quant_trials_from_its_cache(tmp_path):
+def test_mobilenet_v2_pipeline_smoke_through_nnictl_then_the_prune_trial_from_its_cache(tmp_path):
     """MobileNetV2 (depthwise convs, inverted residuals) through nnictl: one dense model that learned the smoke data,
     pruned by FPGM and by L1, each QAT 8-bit, both int8 files running integer kernels; then the prune trial on the
     same cached models (no training). The quant trial's stage is the pipeline's quantization: not run again here."""

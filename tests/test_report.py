@@ -222,19 +222,22 @@ def test_header_names_each_cpu_and_warns_when_trials_ran_on_several(tmp_path):
         {"cpu_model": "Intel Xeon 8480+", "cpu_isa": "avx2+avx512f+avx512_vnni", "int8_schemes": ["full"], "trials": 1}]
 
 
-def test_headline_names_each_rows_cpu_only_when_rows_come_from_several():
+def test_headline_names_the_cpu_of_each_seed_and_takes_speed_from_one_run():
     from common.report import cpu_label, headline_markdown
 
-    def row(model, cpu):
-        return {"model": model, "seeds": 1, "accuracy": 0.9, "accuracy_std": 0.0, "delta": -0.01, "delta_std": 0.0,
-                "size_ratio": 0.25, "speedup_b1": 5.0, "speedup_b1_std": 0.0, "speedup_b64": 6.0,
-                "speedup_b64_std": 0.0, "portable_avx2": "yes", "cpu": cpu}
+    def row(model, cpus):
+        return {"model": model, "seeds": len(cpus), "accuracy": 0.9, "accuracy_std": 0.0, "delta": -0.01,
+                "delta_std": 0.0, "size_ratio": 0.25, "speedup_b1": 5.0, "speedup_b1_std": 0.0, "speedup_b64": 6.0,
+                "speedup_b64_std": 0.0, "portable_avx2": "yes", "cpu": cpus["0"], "seed_cpus": cpus}
 
-    same = headline_markdown([row("QAT 8-bit from dense", "Xeon [avx512_vnni]"), row("dense", "Xeon [avx512_vnni]")])
-    assert "CPU |" not in same[0] and "Xeon" not in "\n".join(same)
-    mixed = headline_markdown([row("QAT 8-bit from dense", "AMD EPYC [avx2]"), row("dense", "Xeon [avx512_vnni]")])
-    assert mixed[0].endswith(" CPU |") and mixed[1].count("---") == 9
-    assert mixed[2].endswith("| yes | AMD EPYC [avx2] |") and mixed[3].endswith("| Xeon [avx512_vnni] |")
+    rows = [row("QAT 8-bit from dense", {"0": "AMD EPYC [avx2]", "1": "Xeon [amx_int8]"}),
+            row("dense", {"0": "Xeon [avx512_vnni]"})]
+    own = headline_markdown(rows)
+    assert own[0].endswith("| accuracy measured on (seed: CPU) |") and own[1].count("---") == 9
+    assert own[2].endswith("| 5.00× | 6.00× | yes | 0: AMD EPYC [avx2]; 1: Xeon [amx_int8] |")
+    assert own[3].endswith("| 0: Xeon [avx512_vnni] |")
+    one_run = headline_markdown(rows, speed={"QAT 8-bit from dense": (3.4, 4.1)})
+    assert "| 3.40× | 4.10× | yes |" in one_run[2] and "| – | – | yes |" in one_run[3]  # never mixed with trials'
     assert cpu_label({"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_isa": "avx2+avx512f+avx512_vnni+amx_int8"}) \
         == "Intel Xeon Processor [amx_int8]"
     assert cpu_label({"cpu_model": "AMD EPYC", "cpu_isa": "avx2"}) == "AMD EPYC [avx2]" and cpu_label({}) == "?"

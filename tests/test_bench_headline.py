@@ -2,6 +2,7 @@
 measures the same ratio on the same CPU, and its records become docs/ tables only as full runs."""
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -25,12 +26,21 @@ def test_every_headline_row_has_a_timed_configuration():
     assert PTQ.label == "PTQ 8-bit from dense"  # the trained twin's configuration
 
 
+# Running the bench inside a pytest-xdist worker (OpenVINO's and ONNX Runtime's thread pools loaded in it) took the
+# worker down ("node down: Not properly terminated") in the next nnictl test on this worker, in three full suite runs
+# on an AMD EPYC Zen 4; the suite passed without these two tests. Until the bench runs in a subprocess here, they run
+# by hand: `python3 -m pytest -q -n 0 tests/test_bench_headline.py`.
+IN_PROCESS = pytest.mark.skipif("PYTEST_XDIST_WORKER" in os.environ,
+                                reason="the in-process bench crashed an xdist worker: run with -n 0")
+
+
 @pytest.fixture(scope="module")
 def small_run():
     size = bh.Size(side=16, repeats=10, warmup=2, train_steps=3, quick=True)
     return size, bh.bench_headline(size, threads=(1,), configs=(bh.CONFIGS[0], PTQ))
 
 
+@IN_PROCESS
 def test_the_bench_and_a_trial_measure_the_same_speed_up(small_run, tmp_path: Path):
     """PTQ 8-bit from the untrained dense model: the bench's speed-up over dense fp32 ONNX Runtime and the one the
     trials' quantize-deploy-measure stage reports (`speedup_vs_dense_ort_b*`), on this CPU, at 1 thread."""
@@ -47,6 +57,7 @@ def test_the_bench_and_a_trial_measure_the_same_speed_up(small_run, tmp_path: Pa
     assert trial["int8_scheme_used"] == data["int8_scheme"] == "reduced"
 
 
+@IN_PROCESS
 def test_the_record_says_what_ran_where(small_run):
     _, data = small_run
     where = bh.cpu.cpu_info()
